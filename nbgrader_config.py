@@ -1,0 +1,27 @@
+"""nbgrader configuration for mmcourse (instructors: run nbgrader commands from this folder).
+
+solutions/NN_topic/NN_topic.ipynb  is the source (instructor version, with solutions and hidden tests)
+course/NN_topic/NN_topic.ipynb     is the release (student version), made by `nbgrader generate_assignment`
+"""
+
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
+
+c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
+
+c.CourseDirectory.course_id = "mmcourse"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "course"
+
+# What a learner sees in place of a solution.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# A cell that imports torch and transformers needs more than nbgrader's default 30 s on a slow laptop.
+c.Execute.timeout = 120
+
+# A test cell that a student deleted is put back and run, instead of scoring nothing.
+c.OverwriteCells.add_missing_cells = True
+
+# Feedback shows the student's grades and their own code, never the hidden tests.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]

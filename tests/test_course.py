@@ -1,0 +1,188 @@
+"""The course as nbgrader sees it: every notebook in solutions/ is covered here without editing this file.
+
+- course/ is exactly what `nbgrader generate_assignment` makes of solutions/ today;
+- nothing of a solution or a hidden test reaches course/;
+- every released notebook runs, the exercise stubs' NotImplementedError being the only errors;
+- autograding a correct submission gives full marks, the untouched release gives zero,
+  and the feedback shows no hidden test.
+(nbval runs every solution notebook: see testpaths in pyproject.toml.)
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from mmcourse import classroom
+
+REPO = Path(__file__).resolve().parent.parent
+ASSIGNMENTS = classroom.discover_assignments(REPO / "solutions")
+MARKERS = (classroom.SOLUTION_BEGIN, classroom.SOLUTION_END, classroom.HIDDEN_BEGIN, classroom.HIDDEN_END)
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def blocks(source: str, begin: str, end: str) -> list[str]:
+    """The texts between `begin` and `end` marker lines."""
+    found, current = [], None
+    for line in source.splitlines():
+        if line.strip() == begin:
+            current = []
+        elif line.strip() == end and current is not None:
+            found.append("\n".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return found
+
+
+@pytest.fixture(scope="session")
+def fresh(tmp_path_factory) -> Path:
+    """A temporary course folder in which nbgrader generated every assignment from solutions/."""
+    root = classroom.copy_course(REPO, tmp_path_factory.mktemp("fresh"))
+    api = classroom.open_course(root)
+    for name in ASSIGNMENTS:
+        result = api.generate_assignment(name)
+        assert result["success"], f"nbgrader generate_assignment {name} failed:\n{result.get('error')}\n{result.get('log')}"
+    return root
+
+
+def test_there_are_assignments():
+    assert len(ASSIGNMENTS) >= 2, f"expected notebooks in solutions/, found {ASSIGNMENTS}"
+
+
+def test_course_has_exactly_the_released_assignments():
+    released = sorted(p.name for p in (REPO / "course").iterdir() if p.is_dir())
+    assert released == ASSIGNMENTS, "course/ and solutions/ hold different assignments; run `make course`"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_course_equals_fresh_generation(name, fresh):
+    repo_files = sorted(p.relative_to(REPO / "course" / name) for p in (REPO / "course" / name).rglob("*") if p.is_file())
+    fresh_files = sorted(p.relative_to(fresh / "course" / name) for p in (fresh / "course" / name).rglob("*") if p.is_file())
+    assert repo_files == fresh_files, "course/ has other files than nbgrader generates; run `make course`"
+    for rel in repo_files:
+        ours, theirs = (REPO / "course" / name / rel).read_bytes(), (fresh / "course" / name / rel).read_bytes()
+        assert ours == theirs, f"course/{name}/{rel} is out of date with solutions/; run `make course` and commit"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_source_notebook_is_well_formed(name):
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    nb = read(classroom.notebook_path(REPO, "solutions", name))
+    MetadataValidator().validate_nb(nb)
+    number = name[:2]
+    ids = [cell.id for cell in nb.cells]
+    assert len(set(ids)) == len(ids), "duplicate cell ids"
+    assert all(re.match(rf"^nb{number}[-_]", i) for i in ids), f"cell ids must be explicit and start with nb{number}: {ids}"
+    graded = [c for c in nb.cells if nbgrader_meta(c).get("grade")]
+    answers = [c for c in nb.cells if nbgrader_meta(c).get("solution")]
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        if meta:
+            assert meta["grade_id"].startswith(f"nb{number}_"), f"grade_id {meta['grade_id']} must start with nb{number}_"
+        for marker in MARKERS:
+            if marker in cell.source:
+                kind = "solution" if "SOLUTION" in marker else "grade"
+                assert meta.get(kind), f"cell {cell.id} has {marker!r} but is not a {kind} cell"
+    for cell in graded:
+        assert nbgrader_meta(cell)["points"] > 0, f"test cell {cell.id} gives no points"
+        assert blocks(cell.source, classroom.HIDDEN_BEGIN, classroom.HIDDEN_END), f"test cell {cell.id} has no hidden tests"
+    for cell in answers:
+        assert blocks(cell.source, classroom.SOLUTION_BEGIN, classroom.SOLUTION_END), f"answer cell {cell.id} has no solution block"
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and re.search(r"[\u4e00-\u9fff]", first.source) if answers else True, \
+        "a graded notebook opens with its interview question in Chinese and English"
+    assert "Learning objectives" in first.source and "Estimated time" in first.source, \
+        "the first cell states the learning objectives and the estimated time"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_nothing_leaks_into_course(name):
+    source = read(classroom.notebook_path(REPO, "solutions", name))
+    release_text = (REPO / "course" / name / f"{name}.ipynb").read_text()
+    release = read(classroom.notebook_path(REPO, "course", name))
+    for cell in release.cells:
+        for marker in MARKERS:
+            assert marker not in cell.source, f"{marker!r} in released cell {cell.id}"
+    # Every line of a solution or hidden test that appears nowhere else in the source must be absent from the release.
+    secret_lines, public_lines = set(), set()
+    for cell in source.cells:
+        secret = blocks(cell.source, classroom.SOLUTION_BEGIN, classroom.SOLUTION_END) + \
+            blocks(cell.source, classroom.HIDDEN_BEGIN, classroom.HIDDEN_END)
+        secret_here = {line.strip() for block in secret for line in block.splitlines()}
+        secret_lines |= secret_here
+        public_lines |= {line.strip() for line in cell.source.splitlines()} - secret_here
+    secret_lines = {s for s in secret_lines - public_lines if len(s) >= 12 and not s.startswith("#")}
+    assert secret_lines, "found no solution or hidden-test lines to look for"
+    released_lines = {line.strip() for cell in release.cells for line in cell.source.splitlines()}
+    leaked = sorted(secret_lines & released_lines)
+    assert not leaked, f"solution or hidden-test lines in course/{name}: {leaked[:5]}"
+    assert "outputs\": [\n     {" not in release_text, "the release carries cell outputs"
+
+
+def _errors(nb: nbformat.NotebookNode) -> list[tuple[str, str, str]]:
+    return [(cell.id, out.ename, out.evalue) for cell in nb.cells if cell.cell_type == "code"
+            for out in cell.get("outputs", []) if out.output_type == "error"]
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_release_runs_with_only_stub_errors(name, tmp_path):
+    folder = tmp_path / name
+    shutil.copytree(REPO / "course" / name, folder)
+    nb = read(folder / f"{name}.ipynb")
+    NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    errors = _errors(nb)
+    wrong = [e for e in errors if e[1] != "NotImplementedError"]
+    assert not wrong, f"released {name} fails for another reason than an exercise stub: {wrong}"
+    n_answers = sum(1 for c in nb.cells if nbgrader_meta(c).get("solution"))
+    if n_answers:
+        assert errors, "the release has exercises, yet no stub raised NotImplementedError"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_autograde_full_marks_and_zero(name, tmp_path):
+    root = classroom.copy_course(REPO, tmp_path / "class", [name])
+    api = classroom.open_course(root)
+    assert api.generate_assignment(name)["success"]
+    source = read(classroom.notebook_path(root, "solutions", name))
+    release = read(REPO / "course" / name / f"{name}.ipynb")  # the committed release, byte for byte
+    classroom.submit(root, name, "perfect", classroom.perfect_submission(source, release))
+    classroom.submit(root, name, "untouched", release)
+    for student in ("perfect", "untouched"):
+        result = api.autograde(name, student)
+        assert result["success"], f"autograde {student} failed:\n{result.get('error')}\n{result.get('log')}"
+    perfect, untouched = classroom.scores(api, name, "perfect"), classroom.scores(api, name, "untouched")
+    score, maximum = perfect["total"]
+    n_tests = sum(1 for c in source.cells if nbgrader_meta(c).get("grade"))
+    if n_tests == 0:
+        assert maximum == 0
+        return
+    assert maximum > 0 and score == maximum, f"a correct submission scored {score}/{maximum}: {perfect}"
+    assert untouched["total"][0] == 0, f"the untouched release scored {untouched['total']}: {untouched}"
+    graded = read(classroom.notebook_path(root, "autograded", name, "perfect"))
+    assert not _errors(graded), f"the correct submission raised errors: {_errors(graded)}"
+    # Feedback: grades and the student's code, never the hidden tests.
+    assert api.generate_feedback(name, "untouched")["success"]
+    html = (root / "feedback" / "untouched" / name / f"{name}.html").read_text()
+    for cell in source.cells:
+        for block in blocks(cell.source, classroom.HIDDEN_BEGIN, classroom.HIDDEN_END):
+            for line in block.splitlines():
+                if len(line.strip()) >= 12 and not line.strip().startswith("#"):
+                    import html as htmllib
+
+                    assert htmllib.escape(line.strip()) not in html and line.strip() not in html, \
+                        f"hidden test line in feedback: {line.strip()!r}"
