@@ -7,6 +7,8 @@ course/NN_topic/NN_topic.ipynb     is the release (student version), made by `nb
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
+from mmcourse.classroom import HideTestTracebacks
+
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
 c.CourseDirectory.course_id = "mmcourse"
@@ -23,5 +25,6 @@ c.Execute.timeout = 120
 # A test cell that a student deleted is put back and run, instead of scoring nothing.
 c.OverwriteCells.add_missing_cells = True
 
-# Feedback shows the student's grades and their own code, never the hidden tests.
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+# Feedback shows the student's grades and their own code, never the hidden tests: their source is
+# cleared, and a failed test's traceback (which quotes the failing line) is cut to its message.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, HideTestTracebacks, CSSHTMLHeaderPreprocessor]

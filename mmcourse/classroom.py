@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbgrader.preprocessors import NbGraderPreprocessor
 
 SOLUTION_BEGIN, SOLUTION_END = "### BEGIN SOLUTION", "### END SOLUTION"
 HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
@@ -124,3 +125,25 @@ def scores(api, assignment: str, student: str) -> dict:
             for grade in notebook.grades:
                 result[grade.name] = (grade.score, grade.max_score)
         return result
+
+
+def html_to_text(page: str) -> str:
+    """The visible text of an HTML page (tags removed, entities decoded): what a reader of feedback sees."""
+    import html
+
+    return html.unescape(re.sub(r"<[^>]+>", "", page))
+
+
+class HideTestTracebacks(NbGraderPreprocessor):
+    """For feedback: reduce a failed test cell's traceback to its last line ("CheckFailed: message").
+
+    IPython tracebacks quote the source lines around the failure, so a failing hidden test
+    would show its own code in the feedback even after ClearHiddenTests removed it from the cell.
+    """
+
+    def preprocess_cell(self, cell, resources, index):
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
+            for output in cell.get("outputs", []):
+                if output.output_type == "error":
+                    output.traceback = [f"{output.ename}: {output.evalue}"]
+        return cell, resources

