@@ -5,11 +5,14 @@ Each scene is a few coloured shapes on a dark canvas. From one scene we make
   - a caption          str               "a large red circle in the top left and ...",
   - caption audio      float32 (T,)      the caption spoken at 16 kHz,
   - a question         str               "where is the red shape",  (also spoken)
-  - an answer          int               the quadrant of the asked colour (0..3).
+  - an answer          int               the quadrant of the asked colour (0..3),
+  - a yes/no question  str               "is there a blue shape",   (also spoken)
+  - its answer         int               1 (yes) or 0 (no), balanced.
 
-The question needs two modalities: the colour is only in the question (text or
-audio), the position only in the image. With four objects of four colours in
-the four quadrants, either modality alone is at chance (25 %).
+Both questions need two modalities: the colour is only in the question (text or
+audio), what is where only in the image. With four objects of four colours in
+the four quadrants, either modality alone is at chance for "where" (25 %); for
+"is there", half the questions name a colour that is present, so alone each is at 50 %.
 
 Everything is a pure function of (seed, index): the same seed gives the same
 dataset on every machine, and any item can be made on its own (random access).
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -44,7 +47,7 @@ SHAPES = ("circle", "square", "triangle", "cross")
 SIZES = ("small", "large")
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 
-_GLUE = ("a", "and", "in", "the", "where", "is", "shape")
+_GLUE = ("a", "and", "in", "the", "where", "is", "there", "shape", "yes", "no")
 VOCABULARY = tuple(sorted(set(_GLUE) | set(COLORS) | set(SHAPES) | set(SIZES) | set(" ".join(QUADRANTS).split())))
 
 
@@ -63,6 +66,7 @@ class SceneObject:
 class Scene:
     objects: tuple[SceneObject, ...]  # sorted by quadrant
     asked: int  # index into objects: the one the question is about
+    probe: str = "red"  # the colour the yes/no question asks about (present or not)
 
     @property
     def caption(self) -> str:
@@ -75,6 +79,22 @@ class Scene:
     @property
     def answer(self) -> int:
         return self.objects[self.asked].quadrant
+
+    @property
+    def presence_question(self) -> str:
+        return f"is there a {self.probe} shape"
+
+    @property
+    def presence_answer(self) -> int:
+        return int(any(o.color == self.probe for o in self.objects))
+
+
+def sample_probe(rng: np.random.Generator, scene: Scene) -> str:
+    """The yes/no question's colour: with probability 1/2 a colour in the scene, else one that is not."""
+    present = [o.color for o in scene.objects]
+    absent = [c for c in COLORS if c not in present]
+    pool = present if rng.random() < 0.5 else absent
+    return pool[int(rng.integers(len(pool)))]
 
 
 def sample_scene(rng: np.random.Generator, n_objects: int) -> Scene:
@@ -198,6 +218,9 @@ def speak(text: str, backend: str = "tones", sample_rate: int = SAMPLE_RATE,
 # ---------------------------------------------------------------- the dataset
 
 
+SPOKEN = ("caption", "question", "presence_question")
+
+
 class MultimodalScenes(Dataset):
     """`size` synthetic scenes, each an image, a caption, speech, a question and an answer.
 
@@ -207,9 +230,9 @@ class MultimodalScenes(Dataset):
         n_objects: objects per scene, an int or an inclusive (low, high) range.
         image_size: images are (3, image_size, image_size) uint8.
         speech: 'auto' (espeak-ng if installed, else tones), 'espeak' or 'tones'.
-        audio: which texts to speak: True (both), False (none), "caption" or "question".
-            Speech is the bulk of an item's memory (a four-object caption is ≈ 15 s = 1 MB),
-            so ask only for what you use.
+        audio: which texts to speak: True (all three), False (none), or one name or a tuple of
+            names from "caption", "question", "presence_question". Speech is the bulk of an
+            item's memory (a four-object caption is ≈ 15 s = 1 MB), so ask only for what you use.
 
     An item is a dict:
         image (3, H, W) uint8 · caption str · caption_audio (T,) float32 ·
@@ -218,15 +241,16 @@ class MultimodalScenes(Dataset):
     """
 
     def __init__(self, size: int, seed: int = 0, n_objects: int | tuple[int, int] = (1, 2),
-                 image_size: int = 64, speech: str = "auto", audio: bool | str = True):
+                 image_size: int = 64, speech: str = "auto", audio: bool | str | tuple[str, ...] = True):
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
         low, high = (n_objects, n_objects) if isinstance(n_objects, int) else n_objects
         if not 1 <= low <= high <= len(QUADRANTS):
             raise ValueError(f"n_objects must lie in 1..{len(QUADRANTS)}, got {n_objects}")
-        if audio not in (True, False, "caption", "question"):
-            raise ValueError(f"audio must be True, False, 'caption' or 'question', got {audio!r}")
-        self.spoken = {True: ("caption", "question"), False: (), "caption": ("caption",), "question": ("question",)}[audio]
+        self.spoken = SPOKEN if audio is True else () if audio is False else (audio,) if isinstance(audio, str) \
+            else tuple(audio)
+        if not set(self.spoken) <= set(SPOKEN):
+            raise ValueError(f"audio must be True, False, or names from {SPOKEN}, got {audio!r}")
         self.size, self.seed, self.image_size = size, seed, image_size
         self.n_objects = (low, high)
         self.speech = speech_backend(speech) if self.spoken else None
@@ -240,7 +264,10 @@ class MultimodalScenes(Dataset):
             raise IndexError(f"index {index} out of range for a dataset of {self.size}")
         rng = np.random.default_rng([self.seed, index])  # one stream per item: scene, then image, then audio
         n = int(rng.integers(self.n_objects[0], self.n_objects[1] + 1))
-        return sample_scene(rng, n), rng
+        scene = sample_scene(rng, n)
+        # the yes/no question draws from a stream of its own, so adding it changed no other value
+        scene = replace(scene, probe=sample_probe(np.random.default_rng([self.seed, index, 1]), scene))
+        return scene, rng
 
     def scene(self, index: int) -> Scene:
         """The scene behind item `index` (no image or audio is made)."""
@@ -255,14 +282,16 @@ class MultimodalScenes(Dataset):
             "caption": scene.caption,
             "question": scene.question,
             "answer": scene.answer,
+            "presence_question": scene.presence_question,
+            "presence_answer": scene.presence_answer,
             "colors": torch.tensor([list(COLORS).index(o.color) for o in scene.objects]),
             "shapes": torch.tensor([SHAPES.index(o.shape) for o in scene.objects]),
             "sizes": torch.tensor([SIZES.index(o.size) for o in scene.objects]),
             "quadrants": torch.tensor([o.quadrant for o in scene.objects]),
         }
-        for key in self.spoken:  # "caption" → item["caption_audio"], "question" → item["question_audio"]
-            text = scene.caption if key == "caption" else scene.question
-            item[key + "_audio"] = torch.from_numpy(speak(text, self.speech, SAMPLE_RATE, rng))
+        for key in SPOKEN:  # in a fixed order, so each text's audio is the same whatever else is spoken
+            if key in self.spoken:  # "caption" → item["caption_audio"], …
+                item[key + "_audio"] = torch.from_numpy(speak(getattr(scene, key), self.speech, SAMPLE_RATE, rng))
         return item
 
 
@@ -282,11 +311,11 @@ def pad_sequences(seqs: list[torch.Tensor], pad_value: float = 0.0) -> tuple[tor
 def collate(batch: list[dict], tokenizer=None) -> dict:
     """Stack a list of items into a batch; pad audio and object labels and return masks.
 
-    Returns image (B, 3, H, W) uint8, answer (B,), caption/question lists of str,
-    caption_audio (B, T) with caption_audio_mask (B, T) (True = real sample), the same
-    for question_audio, and colors/shapes/sizes/quadrants (B, n_max) padded with -1
-    plus object_mask (B, n_max). With a Hugging Face `tokenizer`, also caption_ids /
-    caption_attention_mask and question_ids / question_attention_mask (1 = real token).
+    Returns image (B, 3, H, W) uint8; answer and presence_answer (B,); the texts caption,
+    question and presence_question as lists of str; for each spoken text <text>_audio (B, T)
+    with <text>_audio_mask (B, T) (True = real sample); colors/shapes/sizes/quadrants (B, n_max)
+    padded with -1 plus object_mask (B, n_max). With a Hugging Face `tokenizer`, also
+    <text>_ids and <text>_attention_mask (B, L) for each text (1 = real token).
     Use it as `DataLoader(ds, collate_fn=functools.partial(collate, tokenizer=tok))`.
     """
     if not batch:
@@ -295,16 +324,18 @@ def collate(batch: list[dict], tokenizer=None) -> dict:
         "index": torch.tensor([b["index"] for b in batch]),
         "image": torch.stack([b["image"] for b in batch]),
         "answer": torch.tensor([b["answer"] for b in batch]),
+        "presence_answer": torch.tensor([b["presence_answer"] for b in batch]),
         "caption": [b["caption"] for b in batch],
         "question": [b["question"] for b in batch],
+        "presence_question": [b["presence_question"] for b in batch],
     }
     for key in ("colors", "shapes", "sizes", "quadrants"):
         out[key], out["object_mask"] = pad_sequences([b[key] for b in batch], pad_value=-1)
-    for key in ("caption_audio", "question_audio"):
+    for key in ("caption_audio", "question_audio", "presence_question_audio"):
         if key in batch[0]:
             out[key], out[key + "_mask"] = pad_sequences([b[key] for b in batch])
     if tokenizer is not None:
-        for key in ("caption", "question"):
+        for key in ("caption", "question", "presence_question"):
             enc = tokenizer(out[key], padding=True, return_tensors="pt")
             out[key + "_ids"], out[key + "_attention_mask"] = enc["input_ids"], enc["attention_mask"]
     return out

@@ -124,3 +124,28 @@ def test_choose_which_texts_are_spoken():
     assert torch.equal(both["image"], q["image"]), "choosing the audio must not change the image"
     with pytest.raises(ValueError, match="audio must be"):
         data.MultimodalScenes(3, audio="image")
+
+
+def test_presence_question_is_balanced_and_correct():
+    ds = data.MultimodalScenes(2000, seed=5, n_objects=(1, 4), audio=False)
+    answers = []
+    for i in range(2000):
+        scene = ds.scene(i)
+        present = {o.color for o in scene.objects}
+        assert scene.presence_answer == int(scene.probe in present)
+        assert scene.presence_question == f"is there a {scene.probe} shape"
+        answers.append(scene.presence_answer)
+    assert abs(np.mean(answers) - 0.5) < 0.04
+    item = ds[0]
+    assert item["presence_question"] == ds.scene(0).presence_question
+    assert item["presence_answer"] == ds.scene(0).presence_answer
+
+
+def test_adding_the_presence_question_changed_nothing_else():
+    """Images and the other texts are drawn from the item's main stream; the probe has its own."""
+    ds = data.MultimodalScenes(3, seed=0, speech="tones", audio=("caption", "question"))
+    first = ds[0]
+    all3 = data.MultimodalScenes(3, seed=0, speech="tones")[0]
+    assert torch.equal(first["caption_audio"], all3["caption_audio"])
+    assert torch.equal(first["question_audio"], all3["question_audio"])
+    assert "presence_question_audio" in all3 and "presence_question_audio" not in first

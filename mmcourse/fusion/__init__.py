@@ -2,6 +2,10 @@
 
 from mmcourse.fusion.attention import MultiHeadCrossAttention, causal_mask, scaled_dot_product_attention
 from mmcourse.fusion.contrastive import LogitScale, ProjectionHead, clip_loss, recall_at_k, similarity_matrix
+from mmcourse.fusion.modules import (ZOO, EarlyFusion, GatedCrossAttention, GraphFusion, LateFusion, LowRankFusion,
+                                     QueryResampler, TensorFusion, pool)
 
 __all__ = ["MultiHeadCrossAttention", "causal_mask", "scaled_dot_product_attention",
-           "LogitScale", "ProjectionHead", "clip_loss", "recall_at_k", "similarity_matrix"]
+           "LogitScale", "ProjectionHead", "clip_loss", "recall_at_k", "similarity_matrix",
+           "ZOO", "EarlyFusion", "LateFusion", "TensorFusion", "LowRankFusion", "GatedCrossAttention",
+           "QueryResampler", "GraphFusion", "pool"]

@@ -1,0 +1,117 @@
+"""The fusion zoo: one interface, padding invariance, missing modalities, the properties each paper promises."""
+
+import pytest
+import torch
+
+from mmcourse.fusion import (ZOO, EarlyFusion, GatedCrossAttention, GraphFusion, LateFusion, LowRankFusion,
+                             QueryResampler, TensorFusion, pool)
+from mmcourse.tokens import Tokens
+
+WIDTHS = {"text": 12, "image": 16, "audio": 8}
+
+
+def make_inputs(b=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = {"text": 5, "image": 9, "audio": 7}
+    inputs = {}
+    for m, w in WIDTHS.items():
+        pad = torch.zeros(b, lengths[m], dtype=torch.bool)
+        if m != "image":
+            pad[0, -2:] = True  # sample 0 is padded
+        inputs[m] = Tokens(torch.randn(b, lengths[m], w, generator=g), pad)
+    return inputs
+
+
+def build(cls):
+    torch.manual_seed(0)
+    return cls(WIDTHS, 16).eval()
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_one_interface_and_padding_invariance(name):
+    module = build(ZOO[name])
+    inputs = make_inputs()
+    with torch.no_grad():
+        out = module(inputs)
+        assert isinstance(out, Tokens) and out.states.shape[0] == 3 and out.states.shape[-1] == 16
+        vector = pool(out)
+        assert vector.shape == (3, 16) and torch.isfinite(vector).all()
+        # sample 0 without its padding gives the same fused vector
+        trimmed = {m: Tokens(t.states[:1, : (~t.padding_mask[0]).sum()], t.padding_mask[:1, : (~t.padding_mask[0]).sum()])
+                   for m, t in inputs.items()}
+        alone = pool(module(trimmed))
+    assert torch.allclose(alone, vector[:1], atol=1e-5), f"{name}: padding changed the fused representation"
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_missing_modality(name):
+    module = build(ZOO[name])
+    inputs = make_inputs()
+    del inputs["audio"]
+    with torch.no_grad():
+        out = module(inputs)
+    assert torch.isfinite(out.states).all()
+
+
+def test_gated_cross_attention_is_identity_at_initialisation():
+    torch.manual_seed(0)
+    block = GatedCrossAttention({"text": 16, "image": 16}, 16, query="text")
+    inputs = make_inputs()
+    inputs = {"text": Tokens(torch.randn(3, 5, 16), inputs["text"].padding_mask), "image": inputs["image"]}
+    inputs["image"] = Tokens(torch.randn(3, 9, 16), inputs["image"].padding_mask)
+    out = block(inputs)
+    assert torch.equal(out.states, inputs["text"].states), "tanh(0) = 0: the block starts as the identity"
+    with torch.no_grad():
+        block.alpha_attn.fill_(1.0)
+    assert not torch.allclose(block(inputs).states, inputs["text"].states)
+    with pytest.raises(ValueError, match="query modality"):
+        block({"image": inputs["image"]})
+
+
+def test_query_resampler_output_length_is_fixed():
+    module = QueryResampler(WIDTHS, 16, n_queries=4)
+    for length in (3, 50):
+        inputs = {"image": Tokens(torch.randn(2, length, 16), torch.zeros(2, length, dtype=torch.bool))}
+        assert module(inputs).states.shape == (2, 4, 16)
+
+
+def test_tensor_fusion_keeps_unimodal_terms_and_low_rank_is_small():
+    tf = TensorFusion({"a": 4, "b": 4}, 8, k=3)
+    assert tf.out.in_features == 16, "(k+1)² for two modalities"
+    lmf = LowRankFusion({"a": 4, "b": 4, "c": 4}, 8, rank=2, k=3)
+    assert sum(p.numel() for p in lmf.factors.parameters()) == 3 * 2 * 4 * 8
+    # with b and c missing, tensor fusion still sees a through its constant-1 terms
+    x = {"a": Tokens(torch.randn(2, 3, 4), torch.zeros(2, 3, dtype=torch.bool))}
+    tf3 = TensorFusion({"a": 4, "b": 4}, 8, k=3)
+    y1 = tf3(x).states
+    x2 = {"a": Tokens(x["a"].states + 1, x["a"].padding_mask)}
+    assert not torch.allclose(y1, tf3(x2).states)
+
+
+def test_graph_fusion_nodes_exchange_messages():
+    torch.manual_seed(0)
+    g = GraphFusion({"a": 4, "b": 4}, 8).eval()
+    a = Tokens(torch.randn(1, 3, 4), torch.zeros(1, 3, dtype=torch.bool))
+    b1 = Tokens(torch.randn(1, 3, 4), torch.zeros(1, 3, dtype=torch.bool))
+    b2 = Tokens(torch.randn(1, 3, 4), torch.zeros(1, 3, dtype=torch.bool))
+    node_a_1 = g({"a": a, "b": b1}).states[0, 0]
+    node_a_2 = g({"a": a, "b": b2}).states[0, 0]
+    assert not torch.allclose(node_a_1, node_a_2), "node a must depend on node b through the messages"
+
+
+def test_errors_name_the_problem():
+    module = EarlyFusion(WIDTHS, 16)
+    inputs = make_inputs()
+    with pytest.raises(ValueError, match="unknown modalities"):
+        module({"video": inputs["text"]})
+    with pytest.raises(ValueError, match="built for 12"):
+        module({"text": inputs["image"]})
+    with pytest.raises(ValueError, match="different batch sizes"):
+        module({"text": inputs["text"], "image": Tokens(inputs["image"].states[:2], inputs["image"].padding_mask[:2])})
+    with pytest.raises(TypeError, match="Tokens"):
+        module({"text": inputs["text"].states})
+    with pytest.raises(ValueError, match="at least one modality"):
+        EarlyFusion({}, 16)
+    with pytest.raises(ValueError, match="query"):
+        GatedCrossAttention({"image": 4}, 8, query="text")
+    assert LateFusion(WIDTHS, 16)(inputs).states.shape == (3, 1, 16)
