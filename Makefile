@@ -42,6 +42,8 @@ doctor: $(STAMP)
 
 benchmark: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.notebooks
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.encoders
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.attention
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.autograde
 
 clean:

@@ -292,7 +292,9 @@ def show_attention(weights, x_labels=None, y_labels=None, ax=None, title=None) -
         raise ValueError(f"weights must be (Lq, Lk), got {tuple(matrix.shape)}{hint}")
     _check_labels(x_labels, matrix.shape[1], "x_labels", "columns (keys)")
     _check_labels(y_labels, matrix.shape[0], "y_labels", "rows (queries)")
-    ax = _new_axes(ax, (max(3.0, 0.3 * matrix.shape[1] + 1.5), max(2.5, 0.3 * matrix.shape[0] + 1)))
+    width = min(12.0, max(3.0, 0.3 * matrix.shape[1] + 1.5))  # long key axes (1500 audio states) stay on screen
+    height = min(8.0, max(2.5, 0.3 * matrix.shape[0] + 1))
+    ax = _new_axes(ax, (width, height))
     _heatmap(ax, matrix, "viridis", vmin=0 if float(matrix.min()) >= 0 else None)  # weights start at 0
     _tick_labels(ax, x_labels, y_labels)
     ax.set_xlabel("key")

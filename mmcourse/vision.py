@@ -1,0 +1,297 @@
+"""Images: from a photo to the tensor a ViT reads, patches, and the image encoder.
+
+A ViT never sees a photo. It sees pixel_values (B, 3, S, S): every image resized to S × S,
+rescaled from 0..255 to 0..1, then normalised per channel as (x − mean) / std. It then cuts
+them into (S / P)² patches of P × P pixels and turns each patch into one token.
+
+    pixel_values = preprocess_images([photo_a, photo_b], size=224)   # (2, 3, 224, 224), in [-1, 1]
+    patches = patchify(pixel_values, 16)                              # (2, 196, 3·16·16 = 768)
+    encoder = ImageEncoder.from_tier("tiny")                          # a 64-px ViT with 8-px patches
+    tokens = encoder(batch["image"])                                  # Tokens: states (B, 1 + 64, 64)
+
+What preprocess_images accepts (one image, a list of them, or a batch tensor / array):
+    PIL images           any mode
+    numpy arrays         (H, W, 3) channels-last, as PIL and scikit-image give them
+    torch tensors        (3, H, W) channels-first, as mmcourse.data and torchvision give them
+    dtypes               uint8 in 0..255, or float in [0, 1]
+and the conversions it makes (each is tested in tests/test_vision.py):
+    grey (PIL "L", (H, W), one channel)     → the channel is copied three times
+    RGBA (PIL with alpha, four channels)    → composited on a white background (as transformers'
+                                              convert_to_rgb does), then the alpha channel is dropped
+    the other layout                        → a torch (H, W, 3) tensor is read as channels-last and a numpy
+                                              (3, H, W) array as channels-first, because their other end
+                                              cannot hold channels (sizes 1, 3, 4). Where both ends could
+                                              (tiny images such as (3, 4, 3)) the type's convention wins.
+Anything else is an error that says what to do: a float image above 1 (divide by 255), a float image
+below 0 (it is already normalised), other dtypes, an empty batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import PIL.Image
+import torch
+
+from mmcourse.tokens import Tokens
+
+CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
+
+
+# ---------------------------------------------------------------- one image → (3, H, W) uint8
+
+
+def _channels_first(image: torch.Tensor, torch_layout: bool, where: str) -> torch.Tensor:
+    """A 3-D image (C, H, W) or (H, W, C) → (C, H, W). torch_layout: the input came as a torch tensor."""
+    first, last = image.shape[0] in CHANNELS, image.shape[-1] in CHANNELS
+    if first and last:  # e.g. (3, 4, 3): only tiny images are ambiguous; follow the convention of the type
+        return image if torch_layout else image.permute(2, 0, 1)
+    if first:
+        return image
+    if last:
+        return image.permute(2, 0, 1)
+    raise ValueError(f"{where} has shape {tuple(image.shape)}: no dimension of size 1, 3 or 4 holds the colour "
+                     f"channels. Pass (3, H, W) torch tensors or (H, W, 3) arrays"
+                     + ("; a batch of grey images (B, H, W) needs images.unsqueeze(1)" if torch_layout else ""))
+
+
+def _as_chw(image, where: str) -> torch.Tensor:
+    """A PIL image, numpy array or tensor → a (C, H, W) tensor, C in (1, 3, 4), uint8 or float32."""
+    if isinstance(image, PIL.Image.Image):
+        has_alpha = "A" in image.getbands() or "transparency" in image.info
+        rgb = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))  # "L", "P", "CMYK" … → RGB(A)
+        return torch.from_numpy(rgb.copy()).permute(2, 0, 1)  # (H, W, C) → (C, H, W)
+    torch_layout = isinstance(image, torch.Tensor)
+    if isinstance(image, np.ndarray):
+        image = torch.from_numpy(np.array(image))  # a copy: the caller's array may be read-only
+    elif not torch_layout:
+        raise TypeError(f"{where} is a {type(image).__name__}; pass a PIL image, a numpy array or a torch tensor")
+    image = image.detach().cpu()
+    if image.dtype != torch.uint8 and not image.is_floating_point():
+        raise TypeError(f"{where} has dtype {image.dtype}; pass uint8 pixels (0..255) or floats in [0, 1], "
+                        f"e.g. image.to(torch.uint8) if the values are whole numbers 0..255")
+    if image.dim() == 2:  # (H, W): grey
+        image = image[None]
+    elif image.dim() == 3:
+        image = _channels_first(image, torch_layout, where)
+    else:
+        raise ValueError(f"{where} has shape {tuple(image.shape)}; one image is (3, H, W) as a tensor, "
+                         f"(H, W, 3) as an array, or (H, W) if grey")
+    if image.shape[1] == 0 or image.shape[2] == 0:
+        raise ValueError(f"{where} is empty: shape {tuple(image.shape)}")
+    if image.is_floating_point():
+        image = image.float()
+        if not bool(torch.isfinite(image).all()):
+            raise ValueError(f"{where} contains NaN or infinite values")
+        low, high = float(image.min()), float(image.max())
+        if high > 1:
+            raise ValueError(f"{where} is a float image with values up to {high:.4g}; float images must lie in "
+                             f"[0, 1]. If these are 0..255 pixels, divide by 255 (image / 255) or pass uint8")
+        if low < 0:
+            raise ValueError(f"{where} is a float image with values down to {low:.4g}; float images must lie in "
+                             f"[0, 1]. It looks normalised already: give ImageEncoder the pixel_values directly, "
+                             f"or undo the normalisation (x * std + mean)")
+    return image
+
+
+def _to_rgb(image: torch.Tensor) -> torch.Tensor:
+    """(C, H, W) with C in (1, 3, 4) → (3, H, W): grey is repeated, RGBA is composited on white."""
+    if image.shape[0] == 1:
+        return image.expand(3, -1, -1)
+    if image.shape[0] == 4:  # out = alpha · rgb + (1 − alpha) · white, alpha in [0, 1]
+        if image.dtype == torch.uint8:
+            rgba = image.double()
+            alpha = rgba[3:] / 255  # (1, H, W)
+            return (alpha * rgba[:3] + (1 - alpha) * 255).round().to(torch.uint8)
+        alpha = image[3:]
+        return alpha * image[:3] + (1 - alpha) * 1.0
+    return image
+
+
+def _to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """Floats in [0, 1] → uint8 0..255. Truncated, not rounded, exactly as ViTImageProcessorPil does
+    before it hands the image to Pillow (0.999 → 254); floats that came from uint8 (k / 255) are exact."""
+    return image if image.dtype == torch.uint8 else (image * 255).to(torch.uint8)
+
+
+def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(3, H, W) uint8 → (3, size, size) uint8 with Pillow's bilinear filter, as ViT's processor resizes.
+
+    Pillow widens the filter when it shrinks an image (an antialiasing filter), so this is not the same as
+    torch.nn.functional.interpolate(mode="bilinear"); it is what the checkpoints were trained with.
+    """
+    picture = PIL.Image.fromarray(image.permute(1, 2, 0).numpy())
+    picture = picture.resize((size, size), resample=PIL.Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.array(picture)).permute(2, 0, 1)
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def _image_list(images) -> list:
+    """One image, a list of images, or a batch (4-D tensor or array) → a list of single images."""
+    if isinstance(images, (list, tuple)):
+        for i, image in enumerate(images):
+            if getattr(image, "ndim", 0) == 4:
+                raise ValueError(f"item {i} of the list is itself a batch of shape {tuple(image.shape)}; pass one "
+                                 f"flat list of images (e.g. [*batch_a, *batch_b]) or one batch tensor (torch.cat)")
+        images = list(images)
+    elif isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4:
+        images = list(images)
+    else:
+        images = [images]
+    if not images:
+        raise ValueError("got no images (an empty list or a batch of size 0); pass at least one image")
+    return images
+
+
+def _check_stats(values, name: str) -> tuple[float, float, float]:
+    """mean or std: three numbers, one per channel (R, G, B), or one number for all three."""
+    values = (float(values),) * 3 if isinstance(values, (int, float)) else tuple(float(v) for v in values)
+    if len(values) != 3:
+        raise ValueError(f"{name} needs one value per RGB channel (3 values), got {len(values)}: {values}")
+    return values
+
+
+def preprocess_images(images, size: int = 224, mean: Sequence[float] = (0.5, 0.5, 0.5),
+                      std: Sequence[float] = (0.5, 0.5, 0.5)) -> torch.Tensor:
+    """Resize, rescale and normalise images into ViT pixel_values (B, 3, size, size), float32, on the CPU.
+
+    images: one image, a list of images (sizes may differ), a (B, 3, H, W) tensor or a (B, H, W, 3)
+    array; each a PIL image, uint8 (0..255) or float in [0, 1] (see the module docstring).
+    For every image: to RGB → Pillow bilinear resize to size × size → x / 255 → (x − mean) / std.
+    This is transformers' ViTImageProcessorPil step for step (tests/test_vision.py compares them);
+    mean = std = 0.5 is google/vit-base-patch16-224's setting and maps [0, 1] to [-1, 1].
+    """
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int (the side of the square output), got {size!r}")
+    mean, std = _check_stats(mean, "mean"), _check_stats(std, "std")
+    if min(std) <= 0:
+        raise ValueError(f"std must be positive, got {std}")
+    batch = []
+    for i, image in enumerate(_image_list(images)):
+        image = _as_chw(image, f"image {i}")  # (C, H, W), uint8 or float in [0, 1]
+        image = _to_uint8(_to_rgb(image))  # (3, H, W) uint8
+        batch.append(_resize(image, size))  # (3, size, size) uint8
+    pixels = torch.stack(batch).float() / 255  # rescale: (B, 3, size, size) in [0, 1]
+    mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    return (pixels - mean_t) / std_t  # normalise
+
+
+# ---------------------------------------------------------------- patches
+
+
+def _check_patch_size(patch_size: int, image_size: int) -> None:
+    if not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
+    if image_size % patch_size:
+        fitting = max(1, image_size // patch_size) * patch_size
+        raise ValueError(f"image size {image_size} is not a multiple of patch_size {patch_size}; resize to a "
+                         f"multiple first, e.g. preprocess_images(images, size={fitting})")
+
+
+def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Cut square images (B, C, S, S) into patches (B, N, C·P·P), N = (S / P)².
+
+    Patches come in row-major order: patch n is at grid row n // (S/P), column n % (S/P), as a ViT
+    orders its tokens. Inside a patch the C·P·P features are ordered channel, then pixel row, then
+    pixel column, which is how a Conv2d weight (D, C, P, P) flattens with weight.reshape(D, C·P·P);
+    so Conv2d(C, D, P, stride=P) on the image equals patchify(...) @ weight.reshape(D, -1).T + bias.
+    """
+    if pixel_values.dim() != 4:
+        raise ValueError(f"pixel_values must be (B, C, S, S), got shape {tuple(pixel_values.shape)}"
+                         + ("; for one image use pixel_values[None]" if pixel_values.dim() == 3 else ""))
+    b, c, h, w = pixel_values.shape
+    if h != w:
+        raise ValueError(f"images must be square (B, C, S, S), got {h}×{w}; resize them with preprocess_images")
+    _check_patch_size(patch_size, h)
+    g = h // patch_size  # patches per side
+    x = pixel_values.reshape(b, c, g, patch_size, g, patch_size)  # (B, C, grid row, row, grid col, col)
+    x = x.permute(0, 2, 4, 1, 3, 5)  # (B, grid row, grid col, C, row, col)
+    return x.reshape(b, g * g, c * patch_size * patch_size)
+
+
+def unpatchify(patches: torch.Tensor, patch_size: int, image_size: int) -> torch.Tensor:
+    """The exact inverse of patchify: patches (B, N, C·P·P) → images (B, C, S, S), S = image_size."""
+    if patches.dim() != 3:
+        raise ValueError(f"patches must be (B, N, C·P·P), got shape {tuple(patches.shape)}")
+    _check_patch_size(patch_size, image_size)
+    b, n, features = patches.shape
+    g = image_size // patch_size
+    if n != g * g:
+        hint = "did you keep the [CLS] token? drop it with tokens[:, 1:]" if n == g * g + 1 else \
+            "check image_size and patch_size"
+        raise ValueError(f"a {image_size}×{image_size} image has ({image_size}/{patch_size})² = {g * g} patches, "
+                         f"got {n}; {hint}")
+    if features % (patch_size * patch_size):
+        raise ValueError(f"each patch should hold C·{patch_size}·{patch_size} values, got {features}, "
+                         f"which is not a multiple of {patch_size * patch_size}; check patch_size")
+    c = features // (patch_size * patch_size)
+    x = patches.reshape(b, g, g, c, patch_size, patch_size)  # (B, grid row, grid col, C, row, col)
+    x = x.permute(0, 3, 1, 4, 2, 5)  # (B, C, grid row, row, grid col, col)
+    return x.reshape(b, c, image_size, image_size)
+
+
+# ---------------------------------------------------------------- the encoder
+
+
+class ImageEncoder(torch.nn.Module):
+    """A ViT that takes images and returns Tokens(states (B, 1 + N, D), padding_mask (B, 1 + N)).
+
+    states[:, 0] is the [CLS] token, states[:, 1:] one token per patch in row-major order;
+    no image token is padding, so padding_mask is all False.
+    """
+
+    def __init__(self, model: torch.nn.Module, image_size: int, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.model = model  # a transformers ViTModel: model(pixel_values).last_hidden_state (B, 1 + N, D)
+        self.image_size = image_size
+        self.mean, self.std = _check_stats(mean, "mean"), _check_stats(std, "std")
+
+    @classmethod
+    def from_tier(cls, tier: str = "tiny", name: str | None = None, **kwargs) -> "ImageEncoder":
+        """Load with mmcourse.models.load_image_encoder (kwargs go there, e.g. attn_implementation="eager");
+        size, mean and std come from the returned image processor."""
+        from mmcourse.models import load_image_encoder
+
+        model, processor = load_image_encoder(tier, name, **kwargs)
+        size = processor.size
+        if size["height"] is None or size["height"] != size["width"]:
+            raise ValueError(f"ImageEncoder needs a processor that resizes to a square, got size={size}")
+        return cls(model, size["height"], processor.image_mean, processor.image_std)
+
+    @property
+    def width(self) -> int:
+        """D, the size of each token vector."""
+        return self.model.config.hidden_size
+
+    def _check_pixel_values(self, x: torch.Tensor) -> None:
+        s = self.image_size
+        if x.dim() == 4 and x.shape[-1] == 3 and x.shape[1] != 3:
+            raise ValueError(f"pixel_values {tuple(x.shape)} are channels-last; this encoder expects (B, 3, {s}, {s}): "
+                             f"use pixel_values.permute(0, 3, 1, 2)")
+        if x.dim() != 4 or tuple(x.shape[1:]) != (3, s, s):
+            raise ValueError(f"this encoder expects pixel_values of shape (B, 3, {s}, {s}), got {tuple(x.shape)}; "
+                             f"preprocess_images resizes: encoder(preprocess_images(images, size={s})), "
+                             f"or pass the raw images (uint8 tensors, arrays, PIL images) to the encoder")
+        low = min((0 - m) / d for m, d in zip(self.mean, self.std))
+        high = max((1 - m) / d for m, d in zip(self.mean, self.std))
+        if float(x.min()) < low - 1e-3 or float(x.max()) > high + 1e-3:
+            raise ValueError(f"pixel_values lie in [{float(x.min()):.3g}, {float(x.max()):.3g}], but images normalised "
+                             f"with mean {self.mean} and std {self.std} lie in [{low:.3g}, {high:.3g}]: these are not "
+                             f"preprocessed images (raw 0..255 floats? torch.randn noise?). Pass uint8 images, or "
+                             f"preprocess_images(images, size={s}, mean={self.mean}, std={self.std})")
+
+    def forward(self, images) -> Tokens:
+        """images: a float tensor (B, 3, S, S) is taken as pixel_values, already preprocessed; anything else
+        (uint8 tensors, arrays, PIL images, lists of them) goes through preprocess_images first."""
+        if isinstance(images, torch.Tensor) and images.is_floating_point():
+            self._check_pixel_values(images)
+            pixel_values = images
+        else:
+            pixel_values = preprocess_images(images, self.image_size, self.mean, self.std)
+        device = next(self.model.parameters()).device
+        states = self.model(pixel_values=pixel_values.to(device)).last_hidden_state  # (B, 1 + N, D)
+        padding_mask = torch.zeros(states.shape[:2], dtype=torch.bool, device=device)
+        return Tokens(states, padding_mask)
