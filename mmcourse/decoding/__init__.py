@@ -1,0 +1,1 @@
+"""Decoding: turning fused representations back into text, images and audio."""
