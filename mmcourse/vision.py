@@ -28,11 +28,13 @@ below 0 (it is already normalised), other dtypes, an empty batch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import PIL.Image
 import torch
+import torch.nn.functional as F
 
 from mmcourse.tokens import Tokens
 
@@ -295,3 +297,23 @@ class ImageEncoder(torch.nn.Module):
         states = self.model(pixel_values=pixel_values.to(device)).last_hidden_state  # (B, 1 + N, D)
         padding_mask = torch.zeros(states.shape[:2], dtype=torch.bool, device=device)
         return Tokens(states, padding_mask)
+
+
+def resize_position_embeddings(pos, new_grid: int):
+    """A ViT's position embeddings (1, 1 + g², D) for a (new_grid × new_grid) patch grid: (1, 1 + new_grid², D).
+
+    The [CLS] embedding is kept; the g × g grid of patch embeddings is resized with bicubic
+    interpolation, as transformers' ViT does with interpolate_pos_encoding=True (Dosovitskiy et al., 2021).
+    """
+    if pos.dim() != 3 or pos.shape[0] != 1:
+        raise ValueError(f"pos must be (1, 1 + g², D), got {tuple(pos.shape)}")
+    g = math.isqrt(pos.shape[1] - 1)
+    if g * g != pos.shape[1] - 1:
+        raise ValueError(f"pos has {pos.shape[1]} rows: not 1 [CLS] + a square grid g²; did you drop the [CLS] row?")
+    if not isinstance(new_grid, int) or new_grid < 1:
+        raise ValueError(f"new_grid must be a positive int (patches per side), got {new_grid!r}")
+    cls, patches = pos[:, :1], pos[:, 1:]
+    d = pos.shape[-1]
+    grid = patches.reshape(1, g, g, d).permute(0, 3, 1, 2)  # (1, D, g, g)
+    grid = F.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", align_corners=False)
+    return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, new_grid * new_grid, d)], dim=1)

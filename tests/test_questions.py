@@ -1,0 +1,278 @@
+"""The interview question bank (mmcourse/questions.json) and the numbers its answers state.
+
+- the file is valid: schema, unique ids, at least 40 questions, every topic of issue 6 covered,
+  the blog post's questions first and in their original Chinese;
+- every number an answer states is covered: the claim of a check, an input of a check's expression,
+  or on the documented whitelist (0, 1, 2; years in citations; digits inside names) — see mmcourse/quiz.py;
+- every check recomputes to its claim, and every claim appears in its answer;
+- the small metrics the answers use (WER, BLEU, CHAIR, ...) and the position-embedding resize are right,
+  the latter equal to transformers' ViT.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+
+import pytest
+import torch
+
+from mmcourse import metrics, quiz, vision
+
+BANK = quiz.load_bank()
+IDS = [q["id"] for q in BANK]
+
+# The blog post's interview questions, verbatim (/work/shared/seed/blog-post.md, section 2 and 3).
+BLOG_QUESTIONS = {
+    "问题 1：什么是多模态 LLM？": "What is a multimodal LLM?",
+    "问题 2：多模态 LLM 如何融合视觉和听觉输入？": "How does a multimodal LLM fuse visual and auditory input?",
+    "问题 3：多模态 LLM 的挑战有哪些？": "What are the challenges of multimodal LLMs?",
+}
+BLOG_CODING = ("问题 1：实现一个简单的多模态编码器，将文本、图像和语音编码为向量。",
+               "问题 2：实现一个简单的多模态解码器，生成文本、图像和语音。")
+
+# Issue 6's list of subjects → (topic, a pattern that some question or answer of that topic must match).
+SUBJECTS = {
+    "ViT patch arithmetic": ("vit", r"\(S/P\)²"),
+    "position-embedding interpolation": ("vit", r"interpolat"),
+    "attention/padding masks": ("masks", r"padding"),
+    "Whisper's front end": ("whisper", r"log-mel"),
+    "image tokenisation": ("tokenisation", r"VQ-VAE|VQGAN"),
+    "audio tokenisation": ("tokenisation", r"codec"),
+    "the CLIP loss": ("contrastive", r"cross-entropy"),
+    "temperature": ("contrastive", r"temperature"),
+    "the modality gap": ("contrastive", r"modality gap"),
+    "ITC/ITM/ITG": ("objectives", r"ITC.*ITM.*ITG"),
+    "SigLIP vs softmax": ("contrastive", r"SigLIP"),
+    "early/late fusion": ("fusion", r"Early fusion.*Late fusion"),
+    "tensor fusion": ("fusion", r"Tensor Fusion"),
+    "cross-attention cost vs concatenation": ("fusion", r"Concatenation.*cross-attention"),
+    "Q-Former vs projector": ("connectors", r"Q-Former"),
+    "Flamingo's gate": ("connectors", r"tanh"),
+    "what is frozen in each training stage": ("training", r"[Ff]rozen"),
+    "splicing image tokens into an LLM": ("connectors", r"placeholder"),
+    "ImageBind": ("contrastive", r"ImageBind"),
+    "decoding strategies": ("decoding", r"[Bb]eam search.*top-p"),
+    "image decoders": ("generation", r"[Dd]iffusion"),
+    "audio decoders": ("generation", r"vocoder"),
+    "Recall@K": ("evaluation", r"Recall@K"),
+    "BLEU/CIDEr/CLIPScore": ("evaluation", r"BLEU.*CIDEr.*CLIPScore"),
+    "WER": ("evaluation", r"WER"),
+    "hallucination and its measures": ("hallucination", r"CHAIR.*POPE"),
+    "missing modalities": ("robustness", r"missing"),
+}
+
+
+def entry(entry_id: str) -> dict:
+    return next(q for q in BANK if q["id"] == entry_id)
+
+
+# ---------------------------------------------------------------- the file
+
+
+def test_bank_size_ids_and_package_data():
+    assert len(BANK) >= 40, f"the issue asks for at least 40 questions, the bank has {len(BANK)}"
+    assert len(set(IDS)) == len(IDS)
+    assert quiz.BANK_PATH.name == "questions.json" and quiz.BANK_PATH.parent.name == "mmcourse", \
+        "pyproject ships mmcourse/*.json as package data: keep the bank there"
+
+
+def test_every_topic_has_questions_and_every_subject_is_covered():
+    for topic in quiz.TOPICS:
+        assert quiz.questions(topic=topic), f"topic {topic!r} has no question"
+    for subject, (topic, pattern) in SUBJECTS.items():
+        texts = [q["question"] + " " + q["answer"] for q in quiz.questions(topic=topic)]
+        assert any(re.search(pattern, text, re.S) for text in texts), \
+            f"no question of topic {topic!r} covers {subject} (pattern {pattern!r})"
+
+
+def test_the_blog_questions_come_first_in_chinese_and_english():
+    for q, (chinese, english) in zip(BANK, BLOG_QUESTIONS.items()):
+        assert q["topic"] == "blog" and q["question_zh"] == chinese and q["question"] == english
+    coding = [q["question_zh"] for q in quiz.questions(topic="blog")[3:]]
+    assert coding == list(BLOG_CODING)
+    assert all("question_zh" not in q for q in BANK if q["topic"] != "blog")
+
+
+def test_validate_bank_names_each_problem():
+    good = copy.deepcopy(BANK[:3])
+    quiz.validate_bank(good)
+    cases = {
+        "duplicate id": lambda b: b[1].update(id=b[0]["id"]),
+        "unknown topic": lambda b: b[0].update(topic="vision"),
+        "missing keys": lambda b: b[0].pop("answer"),
+        "unknown keys": lambda b: b[0].update(hint="x"),
+        "checks must be": lambda b: b[0].update(checks=[{"claim": "197"}]),
+        "is not a number": lambda b: b[0].update(checks=[{"claim": "197 tokens", "expr": "vit_tokens(224, 16)"}]),
+        "numeric claim": lambda b: b[0].update(numeric={"claim": "42", "tolerance": 0}),
+        "question_zh": lambda b: b[0].update(question_zh="What?"),
+        "id must be": lambda b: b[0].update(id="Bad_Id"),
+    }
+    for message, damage in cases.items():
+        bank = copy.deepcopy(good)
+        damage(bank)
+        with pytest.raises(ValueError, match=message):
+            quiz.validate_bank(bank)
+
+
+def test_questions_selects_by_topic_and_id():
+    assert [q["id"] for q in quiz.questions(ids=["wer", "siglip"])] == ["wer", "siglip"]
+    assert {q["topic"] for q in quiz.questions(topic="whisper")} == {"whisper"}
+    with pytest.raises(ValueError, match="unknown topic"):
+        quiz.questions(topic="audio")
+    with pytest.raises(ValueError, match="no questions with ids"):
+        quiz.questions(ids=["nope"])
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def test_number_finder_skips_names_and_citation_years():
+    text = ("ViT-B/16 and BLIP-2 and LLaVA-1.5 (Radford et al., 2021; Griffin and Lim, 1984) give Recall@5 "
+            "in fp16 for the 2nd time: 197 tokens, 480,000 samples, 14.3, -100 and [−1, 1], 32², Together 2076.")
+    assert quiz.numbers_in(text) == ["197", "480,000", "14.3", "-100", "−1", "1", "32", "2076"]
+
+
+def test_parse_number_and_claim_rounding():
+    assert quiz.parse_number("480,000") == 480000 and quiz.parse_number("−1") == -1
+    assert quiz.parse_number("197 tokens") is None and quiz.parse_number("1,2") is None
+    assert quiz.claim_holds("14.3", 1 / 0.07) and not quiz.claim_holds("14.2", 1 / 0.07)
+    assert quiz.claim_holds("93", 93.33) and not quiz.claim_holds("93", 93.6)
+    assert quiz.claim_holds("0.167", 1 / 6) and not quiz.claim_holds("0.17", 1 / 6 - 0.01)
+
+
+def test_uncovered_numbers_finds_a_number_without_a_check():
+    fake = {"answer": "It has 42 layers and 197 tokens at 224 px (Dosovitskiy et al., 2021), stage 1.",
+            "checks": [{"claim": "197", "expr": "vit_tokens(224, 16)"}]}
+    assert quiz.uncovered_numbers(fake) == ["42"]
+
+
+@pytest.mark.parametrize("entry_id", IDS)
+def test_every_number_in_the_answer_is_covered(entry_id):
+    q = entry(entry_id)
+    assert quiz.uncovered_numbers(q) == [], (
+        f"{entry_id}: these numbers have no check; add {{'claim': ..., 'expr': ...}} computed by quiz.FACTS, "
+        f"or write them in words if they are not claims")
+
+
+@pytest.mark.parametrize("entry_id", [q["id"] for q in BANK if q["checks"]])
+def test_every_check_holds_and_appears_in_its_answer(entry_id):
+    q = entry(entry_id)
+    stated = {quiz.parse_number(n) for n in quiz.numbers_in(q["answer"])}
+    for row in quiz.verify(q):
+        assert row["ok"], f"{entry_id}: the answer says {row['claim']}, but {row['expr']} = {row['value']}"
+        assert quiz.parse_number(row["claim"]) in stated, f"{entry_id}: claim {row['claim']} is not in the answer"
+
+
+def test_numeric_questions_have_checked_answers():
+    numeric = [q for q in BANK if "numeric" in q]
+    assert len(numeric) >= 5
+    for q in numeric:
+        row = next(r for r in quiz.verify(q) if r["claim"] == q["numeric"]["claim"])
+        assert row["ok"]
+
+
+def test_evaluate_has_no_builtins_and_wants_a_number():
+    with pytest.raises(NameError):
+        quiz.evaluate("__import__('os').getcwd()")
+    with pytest.raises(NameError):
+        quiz.evaluate("open('x')")
+    with pytest.raises(TypeError, match="one number"):
+        quiz.evaluate("vit_tokens(224, 16) > 0")
+
+
+# ---------------------------------------------------------------- facts that matter on their own
+
+
+def test_facts_agree_with_the_models():
+    from transformers import ViTConfig, ViTModel
+
+    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32)
+    model = ViTModel(cfg, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        tokens = model(torch.zeros(1, 3, 32, 32)).last_hidden_state.shape[1]
+    assert tokens == quiz.vit_tokens(32, 8)
+    assert quiz.llm_sequence_length(32, 336, 14) == 608
+    assert quiz.llm_sequence_length(20, 224, 14, 10, audio_pool=2) == 20 + 256 + 250
+    with pytest.raises(ValueError, match="window"):
+        quiz.llm_sequence_length(1, audio_seconds=31)
+    assert quiz.clip_logit_scale(2.0) == pytest.approx(7.389, abs=1e-3)
+    assert quiz.concat_attention_scores(3, 5) == 64 and quiz.cross_attention_scores(3, 5) == 9 + 15
+
+
+def test_resize_position_embeddings_equals_transformers_vit():
+    from transformers import ViTConfig, ViTModel
+
+    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32)
+    torch.manual_seed(0)
+    model = ViTModel(cfg, add_pooling_layer=False).eval()
+    torch.nn.init.normal_(model.embeddings.position_embeddings)  # transformers may initialise them to zeros
+    pos = model.embeddings.position_embeddings.detach()  # (1, 1 + 4·4, 16)
+    for size in (48, 24, 56):
+        grid = size // 8
+        dummy = torch.zeros(1, 1 + grid * grid, 16)
+        with torch.no_grad():
+            expected = model.embeddings.interpolate_pos_encoding(dummy, size, size)
+        torch.testing.assert_close(vision.resize_position_embeddings(pos, grid), expected)
+    torch.testing.assert_close(vision.resize_position_embeddings(pos, 4), pos)
+    with pytest.raises(ValueError, match="CLS"):
+        vision.resize_position_embeddings(pos[:, 1:], 6)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_word_error_rate_matches_torchaudio_edit_distance():
+    from torchaudio.functional import edit_distance
+
+    rng = random.Random(0)
+    words = ["a", "red", "blue", "circle", "square", "in", "the", "top", "left"]
+    for _ in range(200):
+        ref = [rng.choice(words) for _ in range(rng.randint(1, 8))]
+        hyp = [rng.choice(words) for _ in range(rng.randint(0, 8))]
+        assert metrics.edit_distance(ref, hyp) == edit_distance(ref, hyp)
+        assert metrics.word_error_rate(" ".join(ref), " ".join(hyp)) == pytest.approx(edit_distance(ref, hyp) / len(ref))
+
+
+def test_word_error_rate_cases():
+    assert metrics.word_error_rate("the cat sat", "the cat sat") == 0
+    assert metrics.word_error_rate("the cat sat", "the dog sat") == pytest.approx(1 / 3)
+    assert metrics.word_error_rate("hello world", "") == 1.0
+    assert metrics.word_error_rate("hello world", "oh hello there big world") == 1.5
+    with pytest.raises(ValueError, match="reference"):
+        metrics.word_error_rate("  ", "words")
+
+
+def test_bleu_follows_papineni():
+    # The paper's example of clipping: "the" counts at most twice, as in reference 1.
+    refs = ["the cat is on the mat", "there is a cat on the mat"]
+    assert metrics.modified_precision("the the the the the the the", refs, 1) == (2, 7)
+    assert metrics.bleu("the cat sat on the mat", ["the cat sat on the mat"]) == pytest.approx(1.0)
+    # Brevity penalty: a 4-word prefix of a 6-word reference has every precision 1, BP = exp(1 - 6/4).
+    assert metrics.bleu("the cat sat on", ["the cat sat on the mat"]) == pytest.approx(torch.tensor(-0.5).exp().item())
+    assert metrics.bleu("mat the on sat", ["the cat sat on the mat"]) == 0.0  # no matching 4-gram, no smoothing
+    p = [metrics.modified_precision("a cat sat on the mat", ["the cat sat on the mat"], n) for n in (1, 2, 3, 4)]
+    assert p == [(5, 6), (4, 5), (3, 4), (2, 3)]
+    with pytest.raises(TypeError, match="list"):
+        metrics.bleu("a cat", "a cat")
+
+
+def test_chair_clip_score_and_vqa_accuracy():
+    assert metrics.chair([{"dog", "frisbee", "car"}, {"cat"}], [{"dog", "frisbee"}, {"cat", "sofa"}]) == (0.25, 0.5)
+    assert metrics.chair([{"cat"}], [{"cat"}]) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="one set"):
+        metrics.chair([{"cat"}], [])
+    with pytest.raises(ValueError, match="no objects"):
+        metrics.chair([set()], [{"cat"}])
+    assert metrics.clip_score(0.3) == pytest.approx(0.75) and metrics.clip_score(-0.2) == 0.0
+    assert [metrics.vqa_accuracy(n) for n in (0, 1, 3, 9)] == [0.0, pytest.approx(1 / 3), 1.0, 1.0]
+
+
+def test_as_markdown_renders_questions_answers_and_checks():
+    text = quiz.as_markdown(ids=["blog-what-is", "vit-tokens"], checks=True)
+    assert "问题 1：什么是多模态 LLM？" in text and "### " + quiz.TOPICS["vit"] in text
+    assert "`vit_tokens(224, 16)`" in text and "| 197 |" in text and "✗" not in text
+    assert "> " not in quiz.as_markdown(topic="masks", answers=False)

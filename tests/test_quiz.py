@@ -1,0 +1,123 @@
+"""`mmcourse quiz`: random order (seedable), --n, --topic, answers from stdin, model answers, score at the end."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+
+from mmcourse import quiz
+
+BANK = quiz.load_bank()
+
+
+def drill(monkeypatch, capsys, argv, lines):
+    """Run the drill in-process with `lines` as its input; → (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("".join(line + "\n" for line in lines)))
+    code = quiz.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def right_answers(chosen):
+    """Input that answers every question right: the number for numeric ones, 'y' after the open ones."""
+    lines = []
+    for q in chosen:
+        lines += [q["numeric"]["claim"]] if "numeric" in q else ["my answer", "y"]
+    return lines
+
+
+def wrong_answers(chosen):
+    lines = []
+    for q in chosen:
+        lines += ["-1"] if "numeric" in q else ["no idea", "n"]
+    return lines
+
+
+def test_all_right_scores_full_marks(monkeypatch, capsys):
+    chosen = quiz.choose_questions(BANK, 6, ["vit", "whisper", "fusion"], seed=4)
+    assert any("numeric" in q for q in chosen) and any("numeric" not in q for q in chosen)
+    code, out, _ = drill(monkeypatch, capsys, ["--n", "6", "--topic", "vit", "--topic", "whisper",
+                                              "--topic", "fusion", "--seed", "4"], right_answers(chosen))
+    assert code == 0
+    for number, q in enumerate(chosen, 1):
+        assert f"[{number}/6]" in out and q["answer"].split()[0] in out
+    n_numeric = sum("numeric" in q for q in chosen)
+    n_open = 6 - n_numeric
+    assert f"score: 6/6  (numbers checked: {n_numeric}/{n_numeric}, self-graded: {n_open}/{n_open})" in out
+    assert "to revisit" not in out
+
+
+def test_all_wrong_scores_zero_and_lists_what_to_revisit(monkeypatch, capsys):
+    chosen = quiz.choose_questions(BANK, 4, ["connectors"], seed=1)
+    argv = ["--n", "4", "--topic", "connectors", "--seed", "1"]
+    code, out, _ = drill(monkeypatch, capsys, argv, wrong_answers(chosen))
+    assert code == 0
+    assert "score: 0/4" in out
+    assert "to revisit: " + ", ".join(q["id"] for q in chosen) in out
+    if any("numeric" in q for q in chosen):
+        assert "not quite: the answer is" in out
+
+
+def test_numeric_answers_accept_thousands_separators(monkeypatch, capsys):
+    q = next(q for q in BANK if q["id"] == "token-budget")
+    assert quiz._numeric_correct("2,020", q) and quiz._numeric_correct(" 2020 ", q)
+    assert not quiz._numeric_correct("2021", q) and not quiz._numeric_correct("about 2000", q)
+
+
+def test_order_is_random_and_seedable():
+    first = [q["id"] for q in quiz.choose_questions(BANK, 0, seed=7)]
+    again = [q["id"] for q in quiz.choose_questions(BANK, 0, seed=7)]
+    other = [q["id"] for q in quiz.choose_questions(BANK, 0, seed=8)]
+    assert first == again and first != other
+    assert sorted(first) == sorted(q["id"] for q in BANK)  # n = 0: every question once
+    assert len(quiz.choose_questions(BANK, 5, seed=1)) == 5
+
+
+def test_topic_filter(monkeypatch, capsys):
+    code, out, _ = drill(monkeypatch, capsys, ["--topic", "masks", "--n", "0", "--seed", "0"], ["", "n"] * 3)
+    assert code == 0
+    headers = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(headers) == 3 and all(quiz.TOPICS["masks"] in h for h in headers)
+
+
+def test_bad_arguments_exit_2_with_a_reason(monkeypatch, capsys):
+    code, _, err = drill(monkeypatch, capsys, ["--topic", "audio"], [])
+    assert code == 2 and "unknown topic audio" in err and "whisper" in err
+    code, _, err = drill(monkeypatch, capsys, ["--n", "-1"], [])
+    assert code == 2 and "n must be 0" in err
+
+
+def test_input_that_ends_early_still_scores(monkeypatch, capsys):
+    chosen = quiz.choose_questions(BANK, 3, seed=5)
+    code, out, _ = drill(monkeypatch, capsys, ["--n", "3", "--seed", "5"], right_answers(chosen[:1]))
+    assert code == 0
+    assert "input ended after 1 of 3 questions" in out and "score: 1/1" in out
+
+
+def test_topics_and_sheet(monkeypatch, capsys):
+    code, out, _ = drill(monkeypatch, capsys, ["--topics"], [])
+    assert code == 0 and all(slug in out for slug in quiz.TOPICS)
+    code, out, _ = drill(monkeypatch, capsys, ["--sheet", "--topic", "training", "--n", "0"], [])
+    assert code == 0
+    for q in quiz.questions(topic="training"):
+        assert f"[{q['id']}] {q['question']}" in out
+
+
+def test_add_quiz_plugs_into_a_cli_parser():
+    parser = argparse.ArgumentParser(prog="mmcourse")
+    quiz.add_quiz(parser.add_subparsers())
+    args = parser.parse_args(["quiz", "--n", "2", "--seed", "3", "--topic", "vit"])
+    assert args.run is quiz.run_quiz and (args.n, args.seed, args.topic) == (2, 3, ["vit"])
+
+
+def test_as_a_command_with_piped_input(tmp_path):
+    chosen = quiz.choose_questions(BANK, 2, seed=11)
+    answers = "".join(line + "\n" for line in right_answers(chosen))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "mmcourse.quiz", "--n", "2", "--seed", "11"], input=answers,
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "score: 2/2" in done.stdout and "[2/2]" in done.stdout
