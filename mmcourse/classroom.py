@@ -147,3 +147,28 @@ class HideTestTracebacks(NbGraderPreprocessor):
                 if output.output_type == "error":
                     output.traceback = [f"{output.ename}: {output.evalue}"]
         return cell, resources
+
+
+def validate_notebook(path: Path, timeout: int | None = None) -> dict:
+    """Run a student's notebook and its visible tests with nbgrader's Validator. → Validator.validate's dict.
+
+    The result has "failed" (test cells that raised), "changed" (test cells the student edited) or
+    "type_changed" (cells whose type was changed) when something is wrong, and nothing of these when
+    the notebook passes. The course's nbgrader_config.py supplies the settings (e.g. Execute.timeout).
+    """
+    from nbgrader.validator import Validator
+    from traitlets.config import Config
+    from traitlets.config.loader import PyFileConfigLoader
+
+    path = Path(path)
+    if path.suffix != ".ipynb" or not path.is_file():
+        raise FileNotFoundError(f"no notebook at {path}; give the path of your .ipynb file, "
+                                f"e.g. mmcourse validate course/01_what_is_a_multimodal_llm/01_what_is_a_multimodal_llm.ipynb")
+    config = Config()
+    try:
+        config.merge(PyFileConfigLoader("nbgrader_config.py", path=str(repo_root())).load_config())
+    except FileNotFoundError:
+        config.Execute.timeout = 120  # a torch import needs more than nbgrader's default 30 s
+    if timeout:
+        config.Execute.timeout = timeout
+    return Validator(config=config).validate(str(path.resolve()))

@@ -2,6 +2,8 @@
 
     mmcourse doctor           can the course run here? versions, device, model tiers, dataset, encoders
     mmcourse doctor --json    the same report as JSON
+    mmcourse grade ASSIGNMENT  autograde every submission (instructors; run in the course folder)
+    mmcourse validate NB.ipynb run a notebook's visible tests; exit 1 when one fails (students)
 
 Each subcommand is two small functions: `add_<name>(subparsers)` declares its
 arguments and `run_<name>(args) -> exit code` does the work. To add one, write
@@ -274,10 +276,118 @@ def run_doctor(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+# ---------------------------------------------------------------- grade (instructors)
+
+
+def add_grade(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "grade", help="autograde every submission of an assignment, in parallel and in a sandbox",
+        description="Autograde every submission in submitted/*/ASSIGNMENT with nbgrader: N workers, a wall-clock "
+                    "limit per submission, a memory limit per kernel, no network, tampering undone before each "
+                    "test. Every submission gets a grade and a reason in the gradebook and in a CSV. Exit 1 when "
+                    "any submission could not be graded normally (status other than ok).")
+    parser.add_argument("assignment", help="the assignment, e.g. 01_what_is_a_multimodal_llm")
+    parser.add_argument("--course", default=".", help="the course folder holding nbgrader_config.py (default: .)")
+    parser.add_argument("--jobs", "-j", type=int, default=2, help="submissions graded at once (default: 2)")
+    parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    parser.add_argument("--timeout", type=float, default=600, help="wall-clock seconds per submission (default: 600)")
+    parser.add_argument("--cell-timeout", type=float, default=None,
+                        help="seconds per cell (default: Execute.timeout from nbgrader_config.py)")
+    parser.add_argument("--memory-gb", type=float, default=8,
+                        help="address-space limit per kernel in GiB (torch alone maps ≈ 3.3; default: 8)")
+    parser.add_argument("--max-output-mb", type=float, default=16, help="output per notebook before it is stopped")
+    parser.add_argument("--csv", default=None, help="where to write the grades (default: COURSE/grades/ASSIGNMENT.csv)")
+    parser.add_argument("--feedback", action="store_true", help="also generate feedback HTML (feedback/)")
+    parser.add_argument("--no-isolation", action="store_true",
+                        help="no namespaces, kernel as the grader's user (the memory limit and the guard stay)")
+    parser.add_argument("--no-guard", action="store_true", help="do not inject the tamper guard (not recommended)")
+    parser.set_defaults(run=run_grade)
+
+
+def run_grade(args: argparse.Namespace) -> int:
+    import signal
+
+    from mmcourse import autograde
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up workers, as on Ctrl-C
+    limits = autograde.Limits(wall_seconds=args.timeout, cell_seconds=args.cell_timeout, memory_gb=args.memory_gb,
+                              max_output_mb=args.max_output_mb, isolate=not args.no_isolation,
+                              guard=not args.no_guard)
+    try:
+        rows = autograde.grade_class(args.course, args.assignment, jobs=args.jobs, limits=limits,
+                                     students=args.student, csv_path=args.csv, feedback=args.feedback,
+                                     log=lambda line: print(line, flush=True))
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"mmcourse grade: {err}", file=sys.stderr)
+        return 2
+    counts = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    print(f"graded {len(rows)} submissions: {summary or 'none found'}")
+    status = autograde.exit_status(rows)
+    if status:
+        print("mmcourse grade: some submissions were not graded normally; see the status and reason columns",
+              file=sys.stderr)
+    return status
+
+
+# ---------------------------------------------------------------- validate (students)
+
+
+def add_validate(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "validate", help="run a notebook and its visible tests; exit 1 when one fails",
+        description="Run your notebook from top to bottom with nbgrader's validator, the way the grader will, and "
+                    "report the test cells that fail. Exit 0 when every visible test passes, 1 when not.")
+    parser.add_argument("notebook", help="your notebook, e.g. course/01_what_is_a_multimodal_llm/01_what_is_a_multimodal_llm.ipynb")
+    parser.add_argument("--timeout", type=int, default=None, help="seconds per cell (default: the course's setting)")
+    parser.set_defaults(run=run_validate)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from mmcourse import classroom
+
+    try:
+        results = classroom.validate_notebook(args.notebook, timeout=args.timeout)
+    except FileNotFoundError as err:
+        print(f"mmcourse validate: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # the kernel died or timed out: that is a failure too
+        print(f"mmcourse validate: the notebook could not run: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    problems = []
+    for cell in results.get("type_changed", []):
+        problems.append(f"a cell's type was changed from {cell['old_type']} to {cell['new_type']}; "
+                        f"change it back:\n{cell['source'][:300]}")
+    for cell in results.get("changed", []):
+        problems.append(f"a test cell was edited; restore it (or fetch a fresh copy of the notebook):\n{cell['source'][:300]}")
+    for cell in results.get("failed", []):
+        problems.append(f"{cell['raw_error'].strip()}\n  in the test cell:\n{_indent(cell['source'], 4, 8)}")
+    if not problems:
+        print(f"OK: every visible test in {args.notebook} passes (the hidden tests run only when it is graded).")
+        return 0
+    print(f"FAILED: {len(problems)} problem(s) in {args.notebook}\n")
+    for number, problem in enumerate(problems, 1):
+        print(f"{number}. {problem}\n")
+    return 1
+
+
+def _indent(text: str, spaces: int, max_lines: int) -> str:
+    lines = text.splitlines()
+    shown = lines[:max_lines] + (["..."] if len(lines) > max_lines else [])
+    return "\n".join(" " * spaces + line for line in shown)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmcourse", description="Tools for the mmcourse notebook course.")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     add_doctor(subparsers)
+    add_grade(subparsers)
+    add_validate(subparsers)
+    from mmcourse.quiz import add_quiz  # the interview drill lives with its question bank
+
+    add_quiz(subparsers)
     return parser
 
 

@@ -17,3 +17,29 @@ def require_extra(available: bool, what: str) -> None:
     if os.environ.get("MMCOURSE_REQUIRE_EXTRAS") == "1":
         pytest.fail(message + "; MMCOURSE_REQUIRE_EXTRAS=1 requires it")
     pytest.skip(message)
+
+
+def require_browser() -> tuple[str, str]:
+    """(chromium, chromedriver) paths for browser tests; skip when missing, unless MMCOURSE_REQUIRE_BROWSER=1.
+
+    Install: apt-get install -y chromium chromium-driver; pip install selenium (the dev extra).
+    """
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromedriver = shutil.which("chromedriver")
+    try:
+        import selenium  # noqa: F401
+        missing = []
+    except ImportError:
+        missing = ["selenium (pip install selenium)"]
+    if not chromium:
+        missing.append("chromium (apt-get install -y chromium)")
+    if not chromedriver:
+        missing.append("chromedriver (apt-get install -y chromium-driver)")
+    if missing:
+        message = "browser test needs " + ", ".join(missing)
+        if os.environ.get("MMCOURSE_REQUIRE_BROWSER") == "1":
+            pytest.fail(message + "; MMCOURSE_REQUIRE_BROWSER=1 requires it")
+        pytest.skip(message)
+    return chromium, chromedriver

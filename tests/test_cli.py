@@ -82,3 +82,82 @@ def test_console_script_doctor_json(tmp_path):
     report = json.loads(done.stdout)
     assert report["ok"] is True
     assert report["dataset"]["seconds_per_1000"] > 0
+
+
+# ---------------------------------------------------------------- grade and validate (on a small demo assignment)
+
+
+@pytest.fixture
+def demo_course(tmp_path):
+    from tests.test_autograde import NAME, demo_source, submission
+
+    from mmcourse import classroom
+
+    root = tmp_path / "class"
+    path = classroom.notebook_path(root, "solutions", NAME)
+    path.parent.mkdir(parents=True)
+    (root / "nbgrader_config.py").write_text((classroom.repo_root() / "nbgrader_config.py").read_text())
+    nbformat_write(demo_source(), path)
+    assert classroom.open_course(root).generate_assignment(NAME)["success"]
+    return root, NAME, submission
+
+
+def nbformat_write(nb, path):
+    import nbformat
+
+    nbformat.write(nb, path)
+
+
+def test_grade_exit_status_and_csv(demo_course, capsys):
+    from mmcourse import classroom
+
+    root, name, submission = demo_course
+    classroom.submit(root, name, "alice", submission())
+    classroom.submit(root, name, "bob", submission(square="return x + x"))
+    csv_path = root / "out" / "grades.csv"
+    assert cli.main(["grade", name, "--course", str(root), "--jobs", "2", "--csv", str(csv_path), "--memory-gb", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "graded 2 submissions: 2 ok" in out
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("student,score,max_score,status,reason")
+    assert lines[1].startswith("alice,4.0,4.0,ok") and lines[2].startswith("bob,2.0,4.0,ok")
+
+    classroom.submit(root, name, "carol", submission(square="import os\nos._exit(0)"))
+    assert cli.main(["grade", name, "--course", str(root), "--student", "carol", "--csv", str(csv_path),
+                     "--memory-gb", "4"]) == 1
+    captured = capsys.readouterr()
+    assert "kernel_died" in captured.out and "not graded normally" in captured.err
+
+
+def test_grade_unknown_assignment_is_a_usage_error(demo_course, capsys):
+    root, _, _ = demo_course
+    assert cli.main(["grade", "98_missing", "--course", str(root)]) == 2
+    assert "generate_assignment" in capsys.readouterr().err
+
+
+def test_validate_exit_status(demo_course, capsys):
+    import nbformat
+
+    from mmcourse import classroom
+
+    root, name, submission = demo_course
+    release = classroom.notebook_path(root, "release" if (root / "release").exists() else "course", name)
+    assert cli.main(["validate", str(release)]) == 1, "the untouched release fails its tests"
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "NotImplementedError" in out
+    done = root / "done.ipynb"
+    nbformat.write(submission(), done)
+    assert cli.main(["validate", str(done)]) == 0
+    assert "OK: every visible test" in capsys.readouterr().out
+    wrong = root / "wrong.ipynb"
+    nbformat.write(submission(square="return 3 * x"), wrong)
+    assert cli.main(["validate", str(wrong)]) == 1
+    assert "three squared is nine" in capsys.readouterr().out
+    assert cli.main(["validate", str(root / "nothing.ipynb")]) == 2
+
+
+def test_quiz_is_wired_into_the_cli(capsys):
+    from mmcourse import cli
+
+    assert cli.main(["quiz", "--topics"]) == 0
+    assert "vit" in capsys.readouterr().out

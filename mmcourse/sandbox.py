@@ -1,0 +1,342 @@
+"""The box a student's kernel runs in while it is graded.
+
+A kernel runs the student's code, so it gets as little as the operating system allows:
+
+    memory      an address-space limit (RLIMIT_AS): a huge allocation fails with MemoryError
+                instead of taking the machine down. torch alone maps ≈ 3.3 GB of address space,
+                so the limit counts virtual memory, not resident memory.
+    network     a new network namespace (`unshare --net`): no interface but a loopback that is
+                down. The kernel talks to the grader over ZMQ's IPC transport (unix sockets,
+                which cross network namespaces; TCP on 127.0.0.1 would not).
+    processes   a new PID namespace: when the kernel dies or is killed, every process it started
+                dies with it, and /proc shows no other process.
+    user        `nobody`, with no supplementary groups and no way to regain privileges: the kernel
+                cannot read the instructor's gradebook (it holds the hidden tests), write into the
+                course, or signal the grader.
+    files       a new mount namespace hides the course's secrets (source notebooks, gradebook,
+                other students' submissions) even where they are world-readable.
+
+Each of these needs root and util-linux's `unshare`; `plan_sandbox()` checks what works here and
+falls back (with a note saying what is missing) where it does not — the memory limit always applies.
+
+This file is also the launcher: the kernel command becomes
+
+    unshare --net --pid --fork --kill-child --mount-proc -- python -I sandbox.py SPEC -- KERNEL_CMD...
+
+and `launch()` below (stdlib only) hides files, sets limits and drops to `nobody` before it execs the kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GIB = 1024**3
+RUN_DIR_PARENT = "/tmp" if os.path.isdir("/tmp") else None  # world-traversable: the kernel's folders live here
+NOBODY = 65534
+UNSHARE = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc"]
+# Environment variables a kernel inherits; everything else (passwords, tokens, DB URLs) stays behind.
+ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH",
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE",
+            "OPENBLAS_L2_SIZE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "MPLBACKEND", "PYTHONHASHSEED")
+ENV_KEEP_PREFIXES = ("MMCOURSE_", "CUDA_", "NVIDIA_")
+
+
+@dataclass
+class SandboxPlan:
+    """What a kernel launched by `SandboxKernelManager` gets. `notes` say what fell back and why."""
+
+    memory_bytes: int | None = 8 * GIB
+    namespaces: bool = False  # network, PID and mount namespaces (needs root and unshare)
+    uid: int | None = None  # run the kernel as this user (None: as the grader's user)
+    hide: list[str] = field(default_factory=list)  # paths the kernel must not see (needs namespaces)
+    expose: list[str] = field(default_factory=list)  # folders the kernel needs (Python, packages) behind closed ones
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        memory = f"{self.memory_bytes / GIB:g} GiB address space" if self.memory_bytes else "no memory limit"
+        network = "isolated" if self.namespaces else "NOT isolated"
+        user = "nobody" if self.uid == NOBODY else (f"uid {self.uid}" if self.uid is not None else "the grader's user")
+        return f"kernel: {memory}; network {network}; runs as {user}; {len(self.hide)} course paths hidden"
+
+    def wrap(self, kernel_cmd: list[str], stage: str | None = None) -> list[str]:
+        """The command that starts `kernel_cmd` inside this sandbox (`stage`: an empty folder it may mount on)."""
+        spec = json.dumps({"memory_bytes": self.memory_bytes, "uid": self.uid, "stage": stage,
+                           "hide": self.hide if self.namespaces else [],
+                           "expose": self.expose if self.namespaces and self.uid is not None else []})
+        launcher = [sys.executable, "-I", str(Path(__file__).resolve()), spec, "--", *kernel_cmd]
+        return (UNSHARE + ["--"] if self.namespaces else []) + launcher
+
+
+def _runs(cmd: list[str], timeout: float = 30) -> tuple[bool, str]:
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return False, str(err)
+    return done.returncode == 0, (done.stderr or done.stdout).strip()[-300:]
+
+
+def plan_sandbox(memory_gb: float | None = 8, isolate: bool = True, hide: list[str] | None = None) -> SandboxPlan:
+    """Check what this machine allows and return the strongest sandbox that works here.
+
+    isolate=False skips namespaces and the user switch (the kernel then runs like a plain nbgrader one).
+    """
+    plan = SandboxPlan(memory_bytes=int(memory_gb * GIB) if memory_gb else None)
+    if not isolate:
+        plan.notes.append("isolation switched off (--no-isolation): network not isolated, kernel runs as the grader")
+        return plan
+    if os.geteuid() != 0:
+        plan.notes.append("not running as root: network not isolated, kernel runs as the grader's user "
+                          "(run `mmcourse grade` as root, e.g. in the grading container, for a full sandbox)")
+        return plan
+    if shutil.which("unshare") is None:
+        plan.notes.append("util-linux `unshare` not found: network not isolated (apt-get install util-linux)")
+    else:
+        ok, why = _runs(UNSHARE + ["--", "true"])
+        if ok:
+            plan.namespaces = True
+            plan.hide = sorted(set(hide or []))
+        else:
+            plan.notes.append(f"`unshare --net --pid` failed here ({why}): network not isolated")
+    # Can `nobody` run the kernel? It must reach Python, the packages and this course. Where they sit
+    # below a closed folder (a Python installed in /root), the namespace shows only them (`expose`).
+    probe = SandboxPlan(memory_bytes=plan.memory_bytes, namespaces=plan.namespaces, uid=NOBODY,
+                        expose=python_folders() if plan.namespaces else [])
+    check = ("import importlib.util as u\n"
+             "for name in ('ipykernel', 'torch', 'mmcourse'):\n"
+             "    spec = u.find_spec(name); open(spec.origin, 'rb').close()\n")
+    with tempfile.TemporaryDirectory(dir=RUN_DIR_PARENT) as stage:
+        ok, why = _runs(probe.wrap([sys.executable, "-c", check], stage=stage))
+    if ok:
+        plan.expose = probe.expose
+        plan.uid = NOBODY
+    else:
+        plan.notes.append(f"user `nobody` cannot run the kernel here ({why.splitlines()[-1] if why else 'failed'}): "
+                          f"the kernel runs as root; make the Python environment and the course readable by "
+                          f"others (chmod o+rX) to drop privileges")
+    return plan
+
+
+def python_folders() -> list[str]:
+    """The folders a kernel of this Python needs: the installation, the environment, sys.path."""
+    candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix}
+    candidates |= {p for p in sys.path if p and os.path.isdir(p) and os.path.realpath(p) != os.path.realpath(os.getcwd())}
+    candidates.add(str(Path(__file__).resolve().parent))  # this package, wherever an editable install keeps it
+    folders = sorted(os.path.realpath(p) for p in candidates)
+    return [p for p in folders if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in folders)]
+
+
+def kernel_env(home: Path) -> dict[str, str]:
+    """The kernel's environment: a short allow-list of the grader's, and a private home."""
+    env = {k: v for k, v in os.environ.items() if k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIXES)}
+    env.setdefault("PATH", os.defpath)
+    env.update(HOME=str(home), TMPDIR=str(home / "tmp"), IPYTHONDIR=str(home / "ipython"),
+               MPLCONFIGDIR=str(home / "matplotlib"), XDG_CACHE_HOME=str(home / "cache"),
+               JUPYTER_RUNTIME_DIR=str(home / "runtime"), MPLBACKEND="Agg",
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def make_home(home: Path, uid: int | None) -> None:
+    """A private, writable home for the kernel; seeded with matplotlib's font cache (saves ≈ 1 s per kernel)."""
+    for sub in ("tmp", "ipython", "matplotlib", "cache", "runtime"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    cache = Path(os.environ.get("MPLCONFIGDIR", Path.home() / ".cache" / "matplotlib"))
+    for font_list in cache.glob("fontlist-*.json") if cache.is_dir() else []:
+        shutil.copy(font_list, home / "matplotlib" / font_list.name)
+    if uid is not None:
+        for path in [home, *home.rglob("*")]:
+            os.chown(path, uid, uid)
+    home.chmod(0o700)
+
+
+def open_path_for_kernel(root: Path, cwd: Path) -> None:
+    """Let the kernel user enter `cwd` below `root` (x on each folder, no listing) and read its data files.
+
+    Notebooks in `cwd` stay private: while the kernel runs, nbgrader's copy there holds the hidden tests.
+    """
+    root, cwd = Path(root).resolve(), Path(cwd).resolve()
+    folder = cwd
+    while True:
+        folder.chmod(0o711)
+        if folder == root or folder.parent == folder:
+            break
+        folder = folder.parent
+    cwd.chmod(0o755)
+    for path in cwd.rglob("*"):
+        if path.is_dir():
+            path.chmod(0o755)
+        elif path.suffix != ".ipynb":
+            path.chmod(path.stat().st_mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+
+
+# ---------------------------------------------------------------- the kernel manager
+
+
+try:
+    from jupyter_client.manager import AsyncKernelManager
+except ImportError:  # the launcher below runs with `python -I` and needs only the standard library
+    AsyncKernelManager = object
+
+
+class SandboxKernelManager(AsyncKernelManager):
+    """A Jupyter kernel manager that starts its kernel inside `SandboxKernelManager.plan`.
+
+    nbclient creates it by class (Execute.kernel_manager_class), so the grading worker sets the
+    class attributes `plan` and `folder` (a private folder for sockets and the kernel's home) first.
+    """
+
+    plan: SandboxPlan = SandboxPlan()
+    folder: Path | None = None
+    course_root: Path | None = None  # the folders above the kernel's cwd to open for the kernel user
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        folder = Path(self.folder or os.environ.get("TMPDIR", "/tmp"))
+        self.runtime = folder / "kernel"
+        self.runtime.mkdir(parents=True, exist_ok=True)
+        self.transport = "ipc"  # unix sockets: they work across the network namespace
+        self.ip = str(self.runtime / "ipc")
+        self.connection_file = str(self.runtime / "connection.json")
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        plan = self.plan
+        home = self.runtime / "home"
+        make_home(home, plan.uid)
+        if plan.uid is not None:
+            os.chown(self.runtime, plan.uid, plan.uid)
+            os.chown(self.connection_file, plan.uid, plan.uid)
+            if kw.get("cwd") and self.course_root:
+                open_path_for_kernel(self.course_root, Path(kw["cwd"]))
+        self.runtime.chmod(0o700)
+        kw["env"] = kernel_env(home)
+        kw["stdout"] = subprocess.DEVNULL  # the kernel's own banner; cell output goes over ZMQ
+        kw["stderr"] = open(self.runtime / "kernel.log", "ab")  # why a kernel failed to start, if it did
+        stage = self.runtime / "stage"
+        stage.mkdir(exist_ok=True)
+        await super()._async_launch_kernel(plan.wrap(kernel_cmd, stage=str(stage)), **kw)
+
+
+# ---------------------------------------------------------------- the launcher (runs in the namespaces)
+
+
+MS_RDONLY, MS_BIND, MS_REC = 1, 4096, 16384
+
+
+def _mount(source: str, target: str, fstype: str | None, flags: int, options: str | None = None) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
+                  options.encode() if options else None) != 0:
+        raise OSError(ctypes.get_errno(), f"mount {source} on {target} failed")
+
+
+def _hide(paths: list[str]) -> None:
+    """Cover each path: an empty read-only tmpfs over a folder, /dev/null over a file."""
+    for path in paths:
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", MS_RDONLY, "size=4k,mode=0")
+        elif os.path.exists(path):
+            _mount("/dev/null", path, None, MS_BIND)
+
+
+def _closed_ancestor(path: str) -> str | None:
+    """The highest folder above `path` that others may not enter (e.g. /root), or None."""
+    parts = path.strip("/").split("/")
+    for n in range(1, len(parts)):
+        folder = "/" + "/".join(parts[:n])
+        if not os.stat(folder).st_mode & stat.S_IXOTH:
+            return folder
+    return None
+
+
+def _expose(paths: list[str], stage: str) -> None:
+    """Make `paths` reachable when a folder above them is closed: cover that folder with an empty
+    tmpfs and bind only `paths` back into it (so the kernel sees /root/.pyenv/..., not /root's files)."""
+    closed: dict[str, list[str]] = {}
+    for path in paths:
+        folder = _closed_ancestor(path)
+        if folder:
+            closed.setdefault(folder, []).append(path)
+    for n, (folder, inside) in enumerate(closed.items()):
+        staged = []
+        for i, path in enumerate(inside):
+            spot = os.path.join(stage, f"{n}-{i}")
+            os.mkdir(spot)
+            _mount(path, spot, None, MS_BIND | MS_REC)
+            staged.append((spot, path))
+        _mount("tmpfs", folder, "tmpfs", 0, "size=64k,mode=0755")
+        for spot, path in staged:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(spot, path, None, MS_BIND | MS_REC)
+
+
+def launch(spec: dict, cmd: list[str]) -> None:
+    """Show only what the kernel needs, hide secrets, limit memory, drop to the kernel user, run the kernel."""
+    import resource
+
+    os.umask(0o022)
+    if spec.get("expose"):
+        _expose(spec["expose"], spec["stage"])
+    if spec.get("hide"):
+        _hide(spec["hide"])
+    if spec.get("memory_bytes"):
+        resource.setrlimit(resource.RLIMIT_AS, (spec["memory_bytes"], spec["memory_bytes"]))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (GIB, GIB))  # no file larger than 1 GiB
+    if os.getpid() == 1:  # in the new PID namespace
+        _be_init_for(cmd, spec.get("uid"))
+    _become(cmd, spec.get("uid"))
+
+
+def _become(cmd: list[str], uid: int | None) -> None:
+    """Drop to `uid` (no groups, no way back to root) and exec the kernel."""
+    # ipykernel exits when its parent PID changes; in the PID namespace the grader's PID means nothing
+    # (and the kernel dies with the namespace anyway).
+    os.environ.pop("JPY_PARENT_PID", None)
+    if uid is not None:
+        import ctypes
+
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        pr_set_no_new_privs = 38
+        ctypes.CDLL(None).prctl(pr_set_no_new_privs, 1, 0, 0, 0)  # setuid programs cannot give root back
+    os.execvp(cmd[0], cmd)
+
+
+def _be_init_for(cmd: list[str], uid: int | None) -> None:
+    """PID 1 of the namespace: start the kernel as PID 2, reap orphans, pass signals on, exit as it exits.
+
+    (A kernel that were PID 1 itself would ignore its own SIGKILL and leave zombies unreaped.)
+    """
+    import signal
+
+    kernel = os.fork()
+    if kernel == 0:
+        _become(cmd, uid)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, lambda number, frame: os.kill(kernel, number))
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(1)
+        except InterruptedError:
+            continue
+        if pid == kernel:
+            os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
+if __name__ == "__main__":
+    split = sys.argv.index("--")
+    launch(json.loads(sys.argv[1]), sys.argv[split + 1:])

@@ -1,0 +1,209 @@
+"""`mmcourse.autograde` and `mmcourse.sandbox` on a small synthetic assignment (no torch: fast).
+
+The hostile corpus on the real notebook 01 is in test_hostile.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from mmcourse import autograde, classroom, sandbox
+
+NAME = "99_demo"
+
+
+def _meta(**kw):
+    base = {"schema_version": 3, "grade": False, "solution": False, "locked": False, "task": False}
+    base.update(kw)
+    return {"nbgrader": base}
+
+
+def demo_source() -> nbformat.NotebookNode:
+    """Two exercises of 2 points each; the tests read only the learner's functions."""
+    cells = [
+        new_markdown_cell("# 99 demo", id="nb99-md", metadata=_meta(locked=True, grade_id="nb99_md")),
+        new_code_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
+                      id="nb99-square", metadata=_meta(solution=True, grade_id="nb99_square")),
+        new_code_cell("assert square(3) == 9, 'three squared is nine'\n### BEGIN HIDDEN TESTS\n"
+                      "assert square(-4) == 16, 'hidden square'\n### END HIDDEN TESTS", id="nb99-square-test",
+                      metadata=_meta(grade=True, locked=True, points=2, grade_id="nb99_square_test")),
+        new_code_cell("def cube(x):\n    ### BEGIN SOLUTION\n    return x ** 3\n    ### END SOLUTION",
+                      id="nb99-cube", metadata=_meta(solution=True, grade_id="nb99_cube")),
+        new_code_cell("assert cube(2) == 8, 'two cubed is eight'\n### BEGIN HIDDEN TESTS\n"
+                      "assert cube(-3) == -27, 'hidden cube'\n### END HIDDEN TESTS", id="nb99-cube-test",
+                      metadata=_meta(grade=True, locked=True, points=2, grade_id="nb99_cube_test")),
+    ]
+    return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                              "language": "python"}})
+
+
+def submission(square: str = "return x * x", cube: str = "return x ** 3") -> nbformat.NotebookNode:
+    nb = classroom.perfect_submission(demo_source(), demo_source())
+    nb.cells[1].source = "def square(x):\n    " + square.replace("\n", "\n    ")
+    nb.cells[3].source = "def cube(x):\n    " + cube.replace("\n", "\n    ")
+    return nb
+
+
+@pytest.fixture
+def course(tmp_path):
+    root = tmp_path / "class"
+    root.mkdir()
+    (root / "nbgrader_config.py").write_text((classroom.repo_root() / "nbgrader_config.py").read_text())
+    path = classroom.notebook_path(root, "solutions", NAME)
+    path.parent.mkdir(parents=True)
+    nbformat.write(demo_source(), path)
+    assert classroom.open_course(root).generate_assignment(NAME)["success"]
+    return root
+
+
+def grade(root, **kwargs):
+    kwargs.setdefault("limits", autograde.Limits(wall_seconds=60, cell_seconds=10, memory_gb=4))
+    return {row["student"]: row for row in autograde.grade_class(root, NAME, log=lambda line: None, **kwargs)}
+
+
+def read_csv(root):
+    with open(root / "grades" / f"{NAME}.csv") as handle:
+        return {row["student"]: row for row in csv.DictReader(handle)}
+
+
+def test_grades_partial_work_and_a_dying_kernel(course):
+    classroom.submit(course, NAME, "perfect", submission())
+    classroom.submit(course, NAME, "half", submission(cube="return x * x * abs(x)"))  # wrong for negatives
+    classroom.submit(course, NAME, "dies", submission(cube="import os\nos._exit(1)"))  # dies in the cube test
+    rows = grade(course, jobs=2)
+    assert {s: (r["score"], r["status"]) for s, r in rows.items()} == {
+        "perfect": (4.0, "ok"), "half": (2.0, "ok"), "dies": (2.0, "kernel_died")}
+    assert "exited with status 1" in rows["dies"]["reason"]
+    assert autograde.exit_status(list(rows.values())) == 1
+    on_disk = read_csv(course)
+    assert on_disk["dies"]["score"] == "2.0" and on_disk["dies"]["status"] == "kernel_died"
+    assert float(on_disk["perfect"]["kernel_peak_mib"]) > 10
+    api = classroom.open_course(course)
+    assert classroom.scores(api, NAME, "half")["total"] == (2.0, 4.0)
+    graded = nbformat.read(classroom.notebook_path(course, "autograded", NAME, "dies"), as_version=4)
+    errors = [o.ename for c in graded.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert "NotRun" in errors or "DeadKernelError" in errors, "the cells after the death must be marked failed"
+    assert not any("mmcourse_guard" in c.metadata for c in graded.cells), "guard cells must be removed"
+
+
+def test_a_worker_that_hangs_is_killed_and_earlier_grades_stay(course, monkeypatch):
+    classroom.submit(course, NAME, "a_first", submission())
+    grade(course, jobs=1)
+    classroom.submit(course, NAME, "b_hangs", submission())
+    real = autograde.grade_submission
+
+    def hang_for_b(job):
+        if job.student == "b_hangs":
+            time.sleep(3600)  # a stuck worker (e.g. an unkillable kernel): only the scheduler can end it
+        return real(job)
+
+    monkeypatch.setattr(autograde, "grade_submission", hang_for_b)
+    monkeypatch.setattr(autograde, "HARD_KILL_GRACE", 1)
+    rows = grade(course, jobs=2, limits=autograde.Limits(wall_seconds=15, cell_seconds=10, memory_gb=4))
+    assert rows["b_hangs"]["status"] == "killed" and rows["b_hangs"]["score"] == 0
+    assert rows["a_first"]["status"] == "ok" and rows["a_first"]["score"] == 4.0
+    api = classroom.open_course(course)
+    assert classroom.scores(api, NAME, "a_first")["total"] == (4.0, 4.0)
+
+
+def test_wall_clock_limit_keeps_the_points_earned_so_far(course):
+    classroom.submit(course, NAME, "slow", submission(cube="import time\ntime.sleep(3600)"))
+    rows = grade(course, limits=autograde.Limits(wall_seconds=25, cell_seconds=None, memory_gb=4))
+    assert rows["slow"]["status"] == "timeout"
+    assert rows["slow"]["score"] == 2.0, "square's test ran before the cell that hung"
+
+
+def test_refuses_unknown_assignment_and_students(course):
+    with pytest.raises(ValueError, match="generate_assignment"):
+        autograde.grade_class(course, "98_nothing", log=lambda line: None)
+    with pytest.raises(ValueError, match="no submission"):
+        autograde.grade_class(course, NAME, students=["ghost"], log=lambda line: None)
+    with pytest.raises(ValueError, match="jobs"):
+        autograde.grade_class(course, NAME, jobs=0, log=lambda line: None)
+
+
+def test_import_bindings_and_names_read():
+    nb = new_notebook(cells=[new_code_cell("import torch\nimport numpy as np\nfrom mmcourse.grading import check_close as cc\n"
+                                           "from os import path"),
+                             new_code_cell("import secret_solution_helper", metadata=_meta(solution=True))])
+    assert autograde.import_bindings([nb]) == {"torch": "torch", "np": "numpy", "cc": "mmcourse.grading:check_close",
+                                               "path": "os:path"}
+    assert autograde.names_read("x = f(torch.ones(3))\ncheck_close(x, y)") == ["check_close", "f", "torch", "x", "y"]
+    assert "check_close" in autograde.names_read("%time check_close(a, b)")  # magics: falls back to identifiers
+
+
+# ---------------------------------------------------------------- the sandbox itself
+
+
+SANDBOX_PROBE = """
+import os, socket, resource
+print("uid", os.getuid())
+try:
+    socket.create_connection(("127.0.0.1", 22), timeout=2)
+    print("network open")
+except OSError as err:
+    print("network blocked", type(err).__name__)
+try:
+    print("secret readable" if "hidden tests" in open(SECRET).read() else "secret hidden")
+except OSError:
+    print("secret hidden")
+print("pids", len([p for p in os.listdir("/proc") if p.isdigit()]))
+print("as_limit", resource.getrlimit(resource.RLIMIT_AS)[0])
+"""
+
+
+@pytest.fixture
+def open_tmp():
+    """A temporary folder that the kernel user can reach (pytest's own is closed to others)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="mmcourse-test-", dir=sandbox.RUN_DIR_PARENT))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_sandboxed_kernel_has_no_network_no_secrets_and_a_memory_limit(open_tmp):
+    from nbclient import NotebookClient
+
+    tmp_path = open_tmp
+    secret = tmp_path / "gradebook.db"
+    secret.write_text("hidden tests live here")
+    secret.chmod(0o644)
+    plan = sandbox.plan_sandbox(memory_gb=4, hide=[str(secret)])
+    if not plan.namespaces:
+        if os.environ.get("MMCOURSE_REQUIRE_SANDBOX") == "1":
+            pytest.fail(f"no sandbox here: {plan.notes}")
+        pytest.skip(f"no namespaces here: {plan.notes}")
+    sandbox.SandboxKernelManager.plan, sandbox.SandboxKernelManager.folder = plan, tmp_path
+    sandbox.SandboxKernelManager.course_root = tmp_path
+    nb = new_notebook(cells=[new_code_cell(SANDBOX_PROBE.replace("SECRET", repr(str(secret))))])
+    NotebookClient(nb, timeout=60, kernel_name="python3", kernel_manager_class=sandbox.SandboxKernelManager,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    out = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    assert "network blocked" in out and "secret hidden" in out, out
+    assert f"as_limit {4 * sandbox.GIB}" in out
+    assert int(out.split("pids ")[1].split()[0]) <= 3, "the kernel sees the machine's other processes"
+    if plan.uid is not None:
+        assert "uid 65534" in out
+
+
+def test_plan_without_isolation_says_so():
+    plan = sandbox.plan_sandbox(memory_gb=2, isolate=False)
+    assert not plan.namespaces and plan.uid is None and plan.memory_bytes == 2 * sandbox.GIB
+    assert "network NOT isolated" in plan.describe() and plan.notes
+    assert plan.wrap(["python", "-m", "ipykernel"])[0] != "unshare"
+
+
+def test_kernel_env_drops_secrets(monkeypatch, tmp_path):
+    monkeypatch.setenv("PGPASSWORD", "hunter2")
+    monkeypatch.setenv("MMCOURSE_DEVICE", "cpu")
+    env = sandbox.kernel_env(tmp_path)
+    assert "PGPASSWORD" not in env and env["MMCOURSE_DEVICE"] == "cpu" and env["HOME"] == str(tmp_path)
