@@ -135,7 +135,7 @@ def pad_or_trim(waveform: torch.Tensor, n_samples: int = N_SAMPLES) -> torch.Ten
     return torch.nn.functional.pad(waveform, (0, n_samples - length))
 
 
-def _mel_filters_float64(sample_rate: int, n_mels: int) -> torch.Tensor:
+def mel_filters(sample_rate: int, n_mels: int) -> torch.Tensor:
     """Slaney mel filters (n_fft // 2 + 1, n_mels) = (201, n_mels), computed in float64.
 
     torchaudio builds them in the default dtype (float32); Whisper's reference builds them in float64
@@ -162,7 +162,7 @@ def _mel_transform(sample_rate: int, n_mels: int):
         f_min=0.0, f_max=sample_rate / 2, power=2.0, center=True, pad_mode="reflect",
         norm="slaney", mel_scale="slaney",
     )
-    mel.mel_scale.fb.copy_(_mel_filters_float64(sample_rate, n_mels))  # see _mel_filters_float64
+    mel.mel_scale.fb.copy_(mel_filters(sample_rate, n_mels))  # see mel_filters
     return mel
 
 
