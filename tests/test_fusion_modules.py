@@ -115,3 +115,78 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="query"):
         GatedCrossAttention({"image": 4}, 8, query="text")
     assert LateFusion(WIDTHS, 16)(inputs).states.shape == (3, 1, 16)
+
+
+def test_self_attention_block_matches_torch_transformer_layer():
+    """EarlyFusion's block is the pre-norm transformer layer: equal to torch's with the same weights."""
+    from mmcourse.fusion.modules import SelfAttentionBlock
+
+    torch.manual_seed(0)
+    d, heads = 16, 4
+    ours = SelfAttentionBlock(d, heads).eval()
+    ref = torch.nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True).eval()
+    with torch.no_grad():
+        a = ours.attn
+        ref.self_attn.in_proj_weight.copy_(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]))
+        ref.self_attn.in_proj_bias.copy_(torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias]))
+        ref.self_attn.out_proj.weight.copy_(a.out_proj.weight)
+        ref.self_attn.out_proj.bias.copy_(a.out_proj.bias)
+        for mine, theirs in ((ours.norm_attn, ref.norm1), (ours.norm_ffn, ref.norm2),
+                             (ours.ffn[0], ref.linear1), (ours.ffn[2], ref.linear2)):
+            theirs.weight.copy_(mine.weight)
+            theirs.bias.copy_(mine.bias)
+        x = torch.randn(3, 6, d)
+        pad = torch.zeros(3, 6, dtype=torch.bool)
+        pad[0, -2:] = True
+        got, want = ours(x, pad), ref(x, src_key_padding_mask=pad)
+    real = ~pad  # torch's fast path may write zeros at padded positions; compare the real tokens
+    assert torch.allclose(got[real], want[real], atol=1e-5)
+
+
+def test_gated_cross_attention_at_init_only_the_gates_learn():
+    torch.manual_seed(0)
+    block = GatedCrossAttention({"text": 8, "image": 8}, 8, n_heads=2)
+    inputs = {"text": Tokens(torch.randn(2, 3, 8), torch.zeros(2, 3, dtype=torch.bool)),
+              "image": Tokens(torch.randn(2, 5, 8), torch.zeros(2, 5, dtype=torch.bool))}
+    (block(inputs).states ** 2).sum().backward()
+    assert block.alpha_attn.grad.abs() > 0, "the attention gate must receive a gradient at initialisation"
+    assert torch.count_nonzero(block.attn.q_proj.weight.grad) == 0, "tanh(0) = 0 blocks the attention's gradient"
+
+
+def test_count_flops_counts_matmuls_and_cpu_attention():
+    import torch.nn.functional as F
+
+    from mmcourse.fusion.modules import count_flops
+
+    assert count_flops(torch.nn.Linear(3, 5), torch.randn(10, 3)) == 2 * 10 * 3 * 5
+    b, h, lq, lk, dh = 2, 4, 7, 11, 8
+    q, k = torch.randn(b, h, lq, dh), torch.randn(b, h, lk, dh)
+    mask = torch.ones(b, 1, 1, lk, dtype=torch.bool)
+    assert count_flops(F.scaled_dot_product_attention, q, k, k, attn_mask=mask) == 4 * b * h * lq * lk * dh
+
+    # a whole gated cross-attention block, by hand: projections, Q/K/V/O, attention, the 4× FFN
+    d, w, lq, lc = 16, 12, 5, 9
+    block = GatedCrossAttention({"text": d, "image": w}, d)
+    inputs = {"text": Tokens(torch.randn(1, lq, d), torch.zeros(1, lq, dtype=torch.bool)),
+              "image": Tokens(torch.randn(1, lc, w), torch.zeros(1, lc, dtype=torch.bool))}
+    expected = (2 * lc * w * d  # the image's projection to d
+                + 2 * 2 * lq * d * d  # W_q on the text, W_o on the result
+                + 2 * 2 * lc * d * d  # W_k, W_v on the image
+                + 4 * lq * lc * d  # Q Kᵀ and weights · V, summed over the heads
+                + 2 * 2 * lq * d * 4 * d)  # the FFN d → 4d → d
+    assert count_flops(block, inputs) == expected
+
+
+def test_tensor_product_holds_every_term():
+    from mmcourse.fusion.modules import tensor_product
+
+    a, b, c = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 2)
+    ones = torch.ones(2, 1)
+    a1, b1, c1 = torch.cat([a, ones], 1), torch.cat([b, ones], 1), torch.cat([c, ones], 1)
+    assert torch.allclose(tensor_product([a, b]), torch.einsum("bi,bj->bij", a1, b1).flatten(1))
+    assert torch.allclose(tensor_product([a, b, c]), torch.einsum("bi,bj,bk->bijk", a1, b1, c1).flatten(1))
+    two = tensor_product([a, b]).view(2, 4, 5)
+    assert torch.equal(two[:, :3, 4], a) and torch.equal(two[:, 3, :4], b) and torch.equal(two[:, 3, 4], ones[:, 0])
+    with pytest.raises(ValueError, match="pool the tokens first"):
+        tensor_product([torch.randn(2, 5, 3)])

@@ -18,12 +18,17 @@ modality; a module may be given a subset of its modalities (a missing modality),
 | GatedCrossAttention  | one modality attends to the others through a tanh gate = 0 | Alayrac et al., 2022        |
 | QueryResampler       | n learned queries attend to everything: n tokens out       | Perceiver / BLIP-2 Q-Former |
 | GraphFusion          | modalities are nodes; messages pass along the edges        | graph-based fusion          |
+
+The first, and the attention-based GatedCrossAttention and QueryResampler, fuse token by token; the
+others pool each modality into one vector first, which keeps what a modality contains but loses where
+(which patch held which colour). count_flops(module, inputs) measures what one forward pass costs.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from mmcourse.fusion.attention import MultiHeadCrossAttention
 from mmcourse.tokens import Tokens
@@ -80,18 +85,43 @@ def check_inputs(inputs: dict[str, Tokens], widths: dict[str, int]) -> None:
         raise ValueError(f"modalities have different batch sizes: {sizes}")
 
 
+class SelfAttentionBlock(nn.Module):
+    """A pre-norm transformer block (as in GPT-2 / nanoGPT), padding-aware: (B, L, d) → (B, L, d).
+
+        x = x + Attention(LN(x), LN(x))      every token attends to every real token
+        x = x + FFN(LN(x))
+    """
+
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        self.norm_attn, self.norm_ffn = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = MultiHeadCrossAttention(d_model, d_model, d_model, n_heads)  # self-attention: context = x
+        self.ffn = FeedForward(d_model)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm_attn(x)
+        x = x + self.attn(h, h, padding_mask)
+        return x + self.ffn(self.norm_ffn(x))
+
+
 class EarlyFusion(nn.Module):
-    """Concatenate the projected tokens of all modalities and run transformer layers over them."""
+    """Concatenate the projected tokens of all modalities and run transformer blocks over them.
+
+    (B, L_1, D_1), (B, L_2, D_2), … → (B, L_1 + L_2 + …, d). Every token attends to every token of
+    every modality, so self-attention costs grow with (L_1 + L_2 + …)².
+    """
 
     def __init__(self, widths: dict[str, int], d_model: int, n_heads: int = 4, n_layers: int = 1):
         super().__init__()
         self.project = ModalityProjection(widths, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout=0.0, batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(SelfAttentionBlock(d_model, n_heads) for _ in range(n_layers))
 
     def forward(self, inputs: dict[str, Tokens]) -> Tokens:
         joint = concat(list(self.project(inputs).values()))  # (B, ΣL, d)
-        return Tokens(self.encoder(joint.states, src_key_padding_mask=joint.padding_mask), joint.padding_mask)
+        x = joint.states
+        for block in self.blocks:
+            x = block(x, joint.padding_mask)
+        return Tokens(x, joint.padding_mask)
 
 
 class LateFusion(nn.Module):
@@ -108,6 +138,25 @@ class LateFusion(nn.Module):
         vectors = torch.stack([self.branch[m](pool(t)) for m, t in inputs.items()], dim=1)  # (B, M, d)
         fused = vectors.mean(dim=1, keepdim=True)
         return Tokens(fused, torch.zeros(fused.shape[:2], dtype=torch.bool, device=fused.device))
+
+
+def tensor_product(vectors: list[torch.Tensor]) -> torch.Tensor:
+    """Outer product of [z_m, 1] over the modalities, flattened: [(B, k_m)] → (B, Π_m (k_m + 1)).
+
+    Row-major, the first modality varying slowest: for two, entry i·(k_2 + 1) + j is z1[i]·z2[j],
+    where z1[k_1] = z2[k_2] = 1. So the result holds every product z1[i]·z2[j], each z1[i] and z2[j]
+    on its own (times the other's 1), and a constant 1 (the last entry).
+    """
+    if not vectors:
+        raise ValueError("tensor_product needs at least one (B, k) tensor")
+    if any(v.dim() != 2 for v in vectors) or len({v.shape[0] for v in vectors}) > 1:
+        raise ValueError(f"tensor_product needs (B, k) tensors with one batch size, got shapes "
+                         f"{[tuple(v.shape) for v in vectors]}; pool the tokens first: pool(tokens) → (B, D)")
+    product = vectors[0].new_ones(vectors[0].shape[0], 1)  # (B, 1)
+    for z in vectors:
+        z1 = torch.cat([z, z.new_ones(z.shape[0], 1)], dim=-1)  # (B, k+1)
+        product = (product.unsqueeze(-1) * z1.unsqueeze(1)).flatten(1)  # (B, previous·(k+1))
+    return product
 
 
 class TensorFusion(nn.Module):
@@ -128,12 +177,9 @@ class TensorFusion(nn.Module):
         check_inputs(inputs, self.widths)
         any_tokens = next(iter(inputs.values())).states
         b = any_tokens.shape[0]
-        product = torch.ones(b, 1, device=any_tokens.device, dtype=any_tokens.dtype)
-        for m in self.widths:  # a fixed order, so the flattened product always means the same
-            z = self.reduce[m](pool(inputs[m])) if m in inputs else any_tokens.new_zeros(b, self.k)
-            z1 = torch.cat([z, z.new_ones(b, 1)], dim=-1)  # (B, k+1)
-            product = (product.unsqueeze(-1) * z1.unsqueeze(1)).flatten(1)  # (B, previous·(k+1))
-        fused = self.out(product).unsqueeze(1)
+        # a fixed order, so the flattened product always means the same
+        z = [self.reduce[m](pool(inputs[m])) if m in inputs else any_tokens.new_zeros(b, self.k) for m in self.widths]
+        fused = self.out(tensor_product(z)).unsqueeze(1)  # (B, 1, d)
         return Tokens(fused, torch.zeros(b, 1, dtype=torch.bool, device=fused.device))
 
 
@@ -169,10 +215,12 @@ class LowRankFusion(nn.Module):
 class GatedCrossAttention(nn.Module):
     """Flamingo's gated cross-attention block: the query modality attends to all the others.
 
-        x = x + tanh(α_attn) · CrossAttention(LN(x), context)
+        x = x + tanh(α_attn) · CrossAttention(LN(x), LN(context))
         x = x + tanh(α_ffn)  · FFN(LN(x))
-    α starts at 0, so at initialisation the block returns its input unchanged: a pretrained
-    language model keeps its behaviour until training opens the gates. The query modality is required.
+    x is the query modality's tokens (B, Lq, d) and stays their length; context is every other modality,
+    projected to d and concatenated (B, Lc, d). α starts at 0, so at initialisation the block returns its
+    input unchanged: a pretrained language model keeps its behaviour until training opens the gates
+    (and until then only the gates receive a gradient). The query modality is required.
     """
 
     def __init__(self, widths: dict[str, int], d_model: int, query: str = "text", n_heads: int = 4):
@@ -182,6 +230,7 @@ class GatedCrossAttention(nn.Module):
         self.widths, self.query = dict(widths), query
         self.enter = nn.Identity() if widths[query] == d_model else nn.Linear(widths[query], d_model)
         self.context = ModalityProjection({m: w for m, w in widths.items() if m != query}, d_model)
+        self.norm_context = nn.LayerNorm(d_model)
         self.norm_attn, self.norm_ffn = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.attn = MultiHeadCrossAttention(d_model, d_model, d_model, n_heads)
         self.ffn = FeedForward(d_model)
@@ -197,7 +246,8 @@ class GatedCrossAttention(nn.Module):
             raise ValueError(f"GatedCrossAttention needs at least one modality besides {self.query!r}")
         x = self.enter(inputs[self.query].states)  # (B, Lq, d)
         context = concat(list(self.context(others).values()))  # (B, Lc, d)
-        attended, weights = self.attn(self.norm_attn(x), context.states, context.padding_mask, return_weights=True)
+        attended, weights = self.attn(self.norm_attn(x), self.norm_context(context.states), context.padding_mask,
+                                      return_weights=True)
         x = x + torch.tanh(self.alpha_attn) * attended
         x = x + torch.tanh(self.alpha_ffn) * self.ffn(self.norm_ffn(x))
         out = Tokens(x, inputs[self.query].padding_mask)
@@ -207,23 +257,30 @@ class GatedCrossAttention(nn.Module):
 class QueryResampler(nn.Module):
     """n learned queries cross-attend to the tokens of every modality: (B, n_queries, d) whatever the input length.
 
+        x = queries                                       (n_queries, d), learned, the same for every sample
+        x = x + CrossAttention(LN(x), LN(all tokens))     for each layer
+        x = x + FFN(LN(x))
     The Perceiver Resampler (Flamingo) and BLIP-2's Q-Former use this to hand an LLM a fixed,
-    small number of visual tokens instead of hundreds of patches.
+    small number of visual tokens instead of hundreds of patches. With one layer the queries are
+    fixed, so where they look cannot depend on the input (not on the question, say); from the
+    second layer on they carry what the first one read, so they can. Hence two layers by default.
     """
 
-    def __init__(self, widths: dict[str, int], d_model: int, n_queries: int = 8, n_heads: int = 4, n_layers: int = 1):
+    def __init__(self, widths: dict[str, int], d_model: int, n_queries: int = 8, n_heads: int = 4, n_layers: int = 2):
         super().__init__()
         self.project = ModalityProjection(widths, d_model)
         self.queries = nn.Parameter(torch.randn(n_queries, d_model) * 0.02)
+        self.norm_context = nn.LayerNorm(d_model)
         self.layers = nn.ModuleList(nn.ModuleDict({
             "norm_q": nn.LayerNorm(d_model), "attn": MultiHeadCrossAttention(d_model, d_model, d_model, n_heads),
             "norm_ffn": nn.LayerNorm(d_model), "ffn": FeedForward(d_model)}) for _ in range(n_layers))
 
     def forward(self, inputs: dict[str, Tokens]) -> Tokens:
         context = concat(list(self.project(inputs).values()))  # (B, ΣL, d)
+        keys = self.norm_context(context.states)
         x = self.queries.expand(context.states.shape[0], -1, -1)  # (B, n_queries, d)
         for layer in self.layers:
-            x = x + layer["attn"](layer["norm_q"](x), context.states, context.padding_mask)
+            x = x + layer["attn"](layer["norm_q"](x), keys, context.padding_mask)
             x = x + layer["ffn"](layer["norm_ffn"](x))
         return Tokens(x, torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device))
 
@@ -234,6 +291,8 @@ class GraphFusion(nn.Module):
         m_i = mean_{j ≠ i} MLP_msg([h_i, h_j])          message from every other modality
         h_i = LN(h_i + MLP_upd([h_i, m_i]))              update, for `steps` rounds
     Returns the nodes: Tokens (B, M, d). A single modality gets no messages and is only updated.
+    The nodes here are whole modalities. Make every token a node instead, with edges across modalities
+    and messages weighted by query–key similarity, and the graph is cross-attention by another name.
     """
 
     def __init__(self, widths: dict[str, int], d_model: int, steps: int = 2):
@@ -265,3 +324,24 @@ ZOO = {
     "query resampler": QueryResampler,
     "graph (message passing)": GraphFusion,
 }
+
+
+def _cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)  # shapes: 2·B·H·Lq·Lk·d for Q Kᵀ, the same for weights · V
+
+
+def count_flops(fn, *args, **kwargs) -> int:
+    """Floating-point operations of one forward call `fn(*args, **kwargs)`.
+
+    Counted by torch.utils.flop_counter.FlopCounterMode: a multiply-add is 2 FLOPs; matrix products
+    (Linear, @, bmm) and attention are counted, elementwise work (softmax, LayerNorm, GELU) is not.
+    FlopCounterMode knows torch's GPU attention kernels but not the CPU one that
+    F.scaled_dot_product_attention calls, so that one is added here (else attention would count 0).
+    """
+    if not callable(fn):
+        raise TypeError(f"count_flops needs a callable (a module or a function), got {type(fn).__name__}")
+    cpu_attention = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+    # gradients stay on: under no_grad FlopCounterMode's module tracker trips over expanded parameters
+    with FlopCounterMode(display=False, custom_mapping=cpu_attention) as counter:
+        fn(*args, **kwargs)
+    return counter.get_total_flops()
