@@ -44,6 +44,7 @@ benchmark: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.notebooks
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.encoders
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.attention
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.decoding
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.class_grading 04_audio_encoding --n 30 --jobs 2
 
 clean:
