@@ -40,3 +40,27 @@ class Tokens:
 
     def to(self, device) -> "Tokens":
         return Tokens(self.states.to(device), self.padding_mask.to(device))
+
+
+def check_conditioning(cond, d_cond: int, built_as: str) -> None:
+    """Check what a decoder is conditioned on: Tokens (B, L, d_cond) of floats, each row with a real token.
+
+    built_as names the decoder class, for the fix in the message (e.g. "PatchImageDecoder")."""
+    if not isinstance(cond, Tokens):
+        shape = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
+        raise TypeError(f"cond must be mmcourse.tokens.Tokens(states (B, L, {d_cond}), padding_mask (B, L)), "
+                        f"got {shape}; wrap (B, L, D) states as Tokens(states, torch.zeros(B, L, dtype=torch.bool)), "
+                        f"a (B, D) vector as Tokens(v[:, None], torch.zeros(B, 1, dtype=torch.bool))")
+    width = cond.states.shape[-1]
+    if width != d_cond:
+        raise ValueError(f"cond tokens have width {width}, but this {built_as} was built for d_cond = {d_cond}; "
+                         f"project them (nn.Linear({width}, {d_cond})) or build {built_as}(d_cond={width}, ...)")
+    if not cond.states.is_floating_point():
+        raise TypeError(f"cond.states has dtype {cond.states.dtype}; pass an encoder's float states, not token ids")
+    if cond.states.shape[1] == 0:
+        raise ValueError("cond has no tokens (L = 0); a decoder needs at least one conditioning token")
+    if bool(cond.padding_mask.all(dim=1).any()):
+        rows = cond.padding_mask.all(dim=1).nonzero().flatten().tolist()
+        raise ValueError(f"cond rows {rows} are all padding; each sample needs at least one real token. If you "
+                         f"passed a Hugging Face attention_mask (1 = real) as padding_mask, invert it: "
+                         f"attention_mask == 0")

@@ -174,7 +174,7 @@ def test_same_seed_same_decoder():
 
 
 def test_error_mismatched_conditioning_width(decoder):
-    with pytest.raises(ValueError, match=r"width 768.*d_cond=12.*nn.Linear\(768, 12\)"):
+    with pytest.raises(ValueError, match=r"width 768.*d_cond = 12.*nn.Linear\(768, 12\)"):
         decoder(tokens(width=768))
 
 

@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmcourse.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, mel_filters
-from mmcourse.tokens import Tokens
+from mmcourse.tokens import Tokens, check_conditioning
 
 N_MELS = 80
 INITIAL_FRAMES = 36.0  # every token starts out lasting 0.36 s, about a short word; training adjusts it
@@ -131,25 +131,9 @@ class MelDecoder(nn.Module):
         self.ln_final = nn.LayerNorm(d_model)
         self.to_frames = nn.Linear(d_model, n_mels * frames_per_step)
 
-    def _check(self, cond) -> None:
-        if not isinstance(cond, Tokens):
-            raise TypeError(f"cond must be mmcourse.tokens.Tokens(states, padding_mask), got {type(cond).__name__}; "
-                            f"wrap (B, L, D) states as Tokens(states, torch.zeros(B, L, dtype=torch.bool))")
-        width = cond.states.shape[-1]
-        if width != self.d_cond:
-            raise ValueError(f"cond tokens have width {width}, but this MelDecoder was built for d_cond={self.d_cond}; "
-                             f"build MelDecoder(d_cond={width}, ...) or project the tokens to {self.d_cond} first "
-                             f"(e.g. nn.Linear({width}, {self.d_cond}))")
-        if cond.states.shape[1] == 0:
-            raise ValueError("cond has no tokens (L = 0); the decoder needs at least one token to speak")
-        if bool(cond.padding_mask.all(dim=1).any()):
-            rows = cond.padding_mask.all(dim=1).nonzero().flatten().tolist()
-            raise ValueError(f"cond rows {rows} are all padding: nothing to speak. If you passed a Hugging Face "
-                             f"attention_mask (1 = real) as padding_mask, invert it: attention_mask == 0")
-
     def durations(self, cond: Tokens) -> torch.Tensor:
         """How many frames each token lasts: (B, L), 0 for padding."""
-        self._check(cond)
+        check_conditioning(cond, self.d_cond, "MelDecoder")
         return self._steps(self.project(cond.states), cond.padding_mask) * self.frames_per_step
 
     def _steps(self, h: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
@@ -164,7 +148,7 @@ class MelDecoder(nn.Module):
 
     def forward(self, cond: Tokens, return_alignment: bool = False):
         """cond Tokens (B, L, d_cond) → log-mel (B, n_mels, n_frames) [and alignment (B, n_steps, L)]."""
-        self._check(cond)
+        check_conditioning(cond, self.d_cond, "MelDecoder")
         h = self.project(cond.states)  # (B, L, d)
         steps = self._steps(h, cond.padding_mask)  # (B, L)
         end = steps.cumsum(dim=1)

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmcourse.fusion.attention import MultiHeadCrossAttention
-from mmcourse.tokens import Tokens
+from mmcourse.tokens import Tokens, check_conditioning
 from mmcourse.vision import unpatchify
 
 ATTRIBUTES = {"colors": 6, "shapes": 4, "sizes": 2, "quadrants": 4}  # label name → classes (mmcourse.data)
@@ -141,24 +141,9 @@ class PatchImageDecoder(nn.Module):
         nn.init.zeros_(self.to_pixels.bias)
         self.pixel_bias = nn.Parameter(torch.zeros(self.n_patches, patch_values))  # logits of a background picture
 
-    def _check(self, cond) -> None:
-        if not isinstance(cond, Tokens):
-            shape = tuple(cond.shape) if isinstance(cond, torch.Tensor) else type(cond).__name__
-            raise TypeError(f"cond must be mmcourse.tokens.Tokens(states (B, L, {self.d_cond}), padding_mask (B, L)), "
-                            f"got {shape}; wrap a (B, D) vector as Tokens(v[:, None], torch.zeros(B, 1, dtype=torch.bool))")
-        width = cond.states.shape[-1]
-        if width != self.d_cond:
-            raise ValueError(f"cond tokens have width {width}, but this decoder was built for d_cond = {self.d_cond}; "
-                             f"project them (nn.Linear({width}, {self.d_cond})) or build "
-                             f"PatchImageDecoder(d_cond={width}, ...)")
-        if not cond.states.is_floating_point():
-            raise TypeError(f"cond.states has dtype {cond.states.dtype}; pass an encoder's float states, not token ids")
-        if bool(cond.padding_mask.all(dim=1).any()):
-            raise ValueError("a sample's conditioning tokens are all padding; each sample needs at least one real token")
-
     def patch_logits(self, cond: Tokens) -> torch.Tensor:
         """cond Tokens (B, L, d_cond) → pixel logits per patch (B, N, 3·P·P), before unpatchify and sigmoid."""
-        self._check(cond)
+        check_conditioning(cond, self.d_cond, "PatchImageDecoder")
         cond = Tokens(self.project(cond.states), cond.padding_mask)  # (B, L, d_model)
         x = self.queries.expand(cond.states.shape[0], -1, -1)  # (B, N, d_model)
         for block in self.blocks:
