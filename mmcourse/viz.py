@@ -30,6 +30,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from mmcourse.data import COLORS
+
 
 def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **kwargs):
     """plt.subplots(nrows, ncols) → (Figure, axes), with the figure closed in pyplot so Jupyter shows it once."""
@@ -380,7 +382,9 @@ def pca_2d(points) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def show_embeddings(points, labels, ax=None, title=None) -> Figure:
-    """A 2-D PCA scatter of points (N, D), one colour per distinct label (labels: N strings or ints)."""
+    """A 2-D PCA scatter of points (N, D), one colour per distinct label (labels: N strings or ints).
+
+    A label that names one of the dataset's colours ("red", "green", …) is drawn in that colour."""
     coords, explained = pca_2d(points)
     if len(labels) != coords.shape[0]:
         raise ValueError(f"got {len(labels)} labels for {coords.shape[0]} points; pass one label per point")
@@ -388,7 +392,9 @@ def show_embeddings(points, labels, ax=None, title=None) -> Figure:
     ax = _new_axes(ax, (4.5, 4))
     for label in dict.fromkeys(labels):  # distinct labels, in order of first appearance
         chosen = [i for i, x in enumerate(labels) if x == label]
-        ax.scatter(coords[chosen, 0].numpy(), coords[chosen, 1].numpy(), s=14, label=str(label), alpha=0.8)
+        rgb = COLORS.get(label) if isinstance(label, str) else None
+        color = None if rgb is None else [tuple(c / 255 for c in rgb)]
+        ax.scatter(coords[chosen, 0].numpy(), coords[chosen, 1].numpy(), s=14, label=str(label), alpha=0.8, c=color)
     ax.set_xlabel(f"PC1 ({float(explained[0]):.0%} of variance)")
     ax.set_ylabel(f"PC2 ({float(explained[1]):.0%} of variance)")
     if len(set(labels)) <= 12:

@@ -125,14 +125,14 @@ def test_similarity_matrix_shapes_and_errors():
 
 
 def test_unique_indices_keeps_first_occurrences():
-    from mmcourse.fusion.contrastive import unique_indices
+    from mmcourse.fusion import unique_indices
 
     assert unique_indices(["a", "b", "a", "c", "b"]) == [0, 1, 3]
     assert unique_indices([]) == []
 
 
 def test_distinct_batches_have_no_duplicate_labels():
-    from mmcourse.fusion.contrastive import distinct_batches
+    from mmcourse.fusion import distinct_batches
 
     labels = [i % 5 for i in range(40)]  # 5 distinct labels, 8 copies each
     tensors = {"x": torch.arange(40), "y": torch.arange(40) * 10}

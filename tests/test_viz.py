@@ -177,6 +177,9 @@ def test_show_embeddings_one_collection_per_label():
     collections = [c for c in ax.collections if isinstance(c, PathCollection)]
     assert len(collections) == 3
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["red", "green", "blue"]
+    from mmcourse.data import COLORS
+    for collection, name in zip(collections, ["red", "green", "blue"]):  # a colour name is drawn in that colour
+        np.testing.assert_allclose(collection.get_facecolor()[0][:3], np.array(COLORS[name]) / 255, atol=1e-6)
     assert viz.show_embeddings(points, torch.arange(30) % 2) is not None  # tensor labels work too
     with pytest.raises(ValueError, match="one label per point"):
         viz.show_embeddings(points, labels[:5])
