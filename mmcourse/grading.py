@@ -99,9 +99,12 @@ def check_close(actual, expected, name: str = "result", atol: float = 1e-5, rtol
                 hint: str = "") -> None:
     """`actual` equals `expected` elementwise within |a − e| ≤ atol + rtol·|e| (shapes must match).
 
-    `expected` may be a tensor or a number/nested list; `actual` must be a tensor.
+    `expected` may be a tensor or a number/nested list; `actual` a tensor or a plain Python int/float
+    (a returned accuracy, say), compared as a 0-dim tensor.
     """
     _guard()
+    if type(actual) in (int, float):  # exactly int or float: no bool, no subclass with its own __eq__
+        actual = _as_tensor(actual, dtype=torch.float64)
     actual = _plain_tensor(actual, name)
     if type(expected) is not _Tensor:
         if isinstance(expected, _Tensor):

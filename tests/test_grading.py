@@ -110,3 +110,19 @@ def test_active_torch_function_modes_are_refused():
 
 def test_captured_functions_are_the_originals():
     assert grading._isclose is torch._C._VariableFunctions.isclose
+
+
+def test_check_close_takes_plain_numbers_but_not_look_alikes():
+    check_close(0.75, 0.75, "accuracy")
+    check_close(3, torch.tensor(3.0), "count")
+    with pytest.raises(CheckFailed, match="accuracy differs"):
+        check_close(0.5, 0.75, "accuracy")
+
+    class AlwaysEqual(float):
+        def __eq__(self, other):
+            return True
+
+    with pytest.raises(CheckFailed, match="should be a torch.Tensor, got AlwaysEqual"):
+        check_close(AlwaysEqual(0.1), 0.75, "accuracy")
+    with pytest.raises(CheckFailed, match="got bool"):
+        check_close(True, 1.0, "flag")
