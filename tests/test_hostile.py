@@ -23,6 +23,7 @@ import nbformat
 import pytest
 
 from mmcourse import classroom
+from tests.conftest import marker_blocks
 
 REPO = Path(__file__).resolve().parent.parent
 NAME = "01_what_is_a_multimodal_llm"
@@ -301,9 +302,9 @@ def test_feedback_has_no_hidden_tests_or_solutions(graded_class):
     root, _, rows, source = graded_class
     hidden, solutions = set(), set()
     for cell in source.cells:
-        for block in _blocks(cell.source, classroom.HIDDEN_BEGIN, classroom.HIDDEN_END):
+        for block in marker_blocks(cell.source, classroom.HIDDEN_BEGIN, classroom.HIDDEN_END):
             hidden |= {line.strip() for line in block.splitlines() if len(line.strip()) >= 12}
-        for block in _blocks(cell.source, classroom.SOLUTION_BEGIN, classroom.SOLUTION_END):
+        for block in marker_blocks(cell.source, classroom.SOLUTION_BEGIN, classroom.SOLUTION_END):
             solutions |= {line.strip() for line in block.splitlines() if len(line.strip()) >= 12}
     checked = 0
     for student in rows:
@@ -320,15 +321,3 @@ def test_feedback_has_no_hidden_tests_or_solutions(graded_class):
         checked += 1
     assert checked >= len(rows) - 3, "feedback is missing for graded submissions"
 
-
-def _blocks(source: str, begin: str, end: str) -> list[str]:
-    found, current = [], None
-    for line in source.splitlines():
-        if line.strip() == begin:
-            current = []
-        elif line.strip() == end and current is not None:
-            found.append("\n".join(current))
-            current = None
-        elif current is not None:
-            current.append(line)
-    return found
