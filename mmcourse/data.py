@@ -215,6 +215,26 @@ def speak(text: str, backend: str = "tones", sample_rate: int = SAMPLE_RATE,
     return wave  # words are in [-1, 1] and the gain is ≤ 1, so no clipping is needed
 
 
+def word_spans(text: str, wave, backend: str = "tones", sample_rate: int = SAMPLE_RATE) -> list[tuple[float, float]]:
+    """When each word of `speak(text, backend)` is heard: [(start, end)] in seconds, one pair per word.
+
+    speak() joins the words' clips with exactly silent pauses (of any length, with rng), so word j's clip
+    is found at the first sound after word j − 1, less the clip's own leading zero samples, and lasts
+    as long as the clip. wave: the (T,) waveform speak() returned (a tensor or an array)."""
+    wave = np.asarray(wave)
+    spans, position = [], 0
+    for word in text.lower().split():
+        clip = _word_audio(word, backend, sample_rate)
+        sound = np.flatnonzero(wave[position:])
+        if sound.size == 0:
+            raise ValueError(f"the waveform ends before the word {word!r}; pass the audio that speak({text!r}, "
+                             f"{backend!r}) made, with the backend it was made with")
+        start = position + int(sound[0]) - int(np.flatnonzero(clip)[0])
+        position = start + len(clip)
+        spans.append((start / sample_rate, position / sample_rate))
+    return spans
+
+
 # ---------------------------------------------------------------- the dataset
 
 

@@ -149,3 +149,20 @@ def test_adding_the_presence_question_changed_nothing_else():
     assert torch.equal(first["caption_audio"], all3["caption_audio"])
     assert torch.equal(first["question_audio"], all3["question_audio"])
     assert "presence_question_audio" in all3 and "presence_question_audio" not in first
+
+
+@pytest.mark.parametrize("seed", [None, 3])
+def test_word_spans_find_each_word_of_speak(seed):
+    rng = None if seed is None else np.random.default_rng(seed)
+    text = "where is the red shape"
+    wave = data.speak(text, "tones", rng=rng)
+    spans = data.word_spans(text, torch.from_numpy(wave), "tones")
+    assert len(spans) == 5 and all(a < b for a, b in spans)
+    assert all(b1 < a2 for (_, b1), (a2, _) in zip(spans, spans[1:])), "words follow each other with pauses"
+    for (start, end), word in zip(spans, text.split()):
+        clip = wave[round(start * data.SAMPLE_RATE):round(end * data.SAMPLE_RATE)]
+        gap = int(0.05 * data.SAMPLE_RATE)
+        alone = data.speak(word, "tones")[gap:-gap]  # the word's clip, without speak()'s 50 ms pauses
+        np.testing.assert_allclose(clip / np.abs(clip).max(), alone / np.abs(alone).max(), atol=1e-5)
+    with pytest.raises(ValueError, match="ends before the word"):
+        data.word_spans(text + " again", wave, "tones")
