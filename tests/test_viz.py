@@ -180,7 +180,8 @@ def test_show_embeddings_one_collection_per_label():
     from mmcourse.data import COLORS
     for collection, name in zip(collections, ["red", "green", "blue"]):  # a colour name is drawn in that colour
         np.testing.assert_allclose(collection.get_facecolor()[0][:3], np.array(COLORS[name]) / 255, atol=1e-6)
-    assert viz.show_embeddings(points, torch.arange(30) % 2) is not None  # tensor labels work too
+    tensor_labels = viz.show_embeddings(points, torch.arange(30) % 2).axes[0]  # tensor labels work too
+    assert [t.get_text() for t in tensor_labels.get_legend().get_texts()] == ["0", "1"]
     with pytest.raises(ValueError, match="one label per point"):
         viz.show_embeddings(points, labels[:5])
     with pytest.raises(ValueError, match=r"\(N, D\)"):
