@@ -47,7 +47,7 @@ def grade(root: Path, name: str, jobs: int) -> tuple[float, float, list[dict], s
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg",
                PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "mmcourse.cli", "grade", name, "--jobs", str(jobs)],
+    done = subprocess.run([sys.executable, "-m", "mmcourse.classroom.cli", "grade", name, "--jobs", str(jobs)],
                           cwd=root, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

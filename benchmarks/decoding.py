@@ -29,7 +29,7 @@ import torch
 
 from benchmarks.common import machine, table
 from mmcourse import classroom
-from mmcourse.decoding.text import DecoderConfig, TextDecoder, decoder_step, greedy_decode
+from mmcourse.decoding import DecoderConfig, TextDecoder, decoder_step, greedy_decode
 from mmcourse.tokens import Tokens
 
 DECODER_NOTEBOOKS = ("08", "09", "10")

@@ -2,7 +2,7 @@
 
     python -m benchmarks.encoders [--batch 16] [--repeats 5] [--threads 2]
 
-1. `mmcourse.audio.log_mel_spectrogram(pad_or_trim(w))` vs `WhisperFeatureExtractor` on 30 s clips,
+1. `mmcourse.encoding.audio.log_mel_spectrogram(pad_or_trim(w))` vs `WhisperFeatureExtractor` on 30 s clips,
    batch 1 and `--batch` (goal: not slower). Both start from float waveforms and end with a tensor.
 2. For each tiny-tier encoder (BERT, ViT, Whisper's encoder at 30 s): `--batch` items in one call
    vs one call per item, in items per second, and the speed-up of batching.
@@ -19,7 +19,8 @@ import time
 import torch
 
 from benchmarks.common import machine, table
-from mmcourse import audio, models
+from mmcourse import tiers
+from mmcourse.encoding import audio
 
 
 def median_seconds(fns: dict, repeats: int) -> dict:
@@ -59,18 +60,18 @@ def log_mel_rows(batch: int, repeats: int) -> list[dict]:
 def encoder_inputs(batch: int) -> dict:
     """name → (model, list of per-item keyword dicts, one batched keyword dict), all in the tiny tier."""
     g = torch.Generator().manual_seed(0)
-    text_model, tokenizer = models.load_text_encoder("tiny")
+    text_model, tokenizer = tiers.load_text_encoder("tiny")
     words = ["where", "is", "the", "red", "blue", "green", "small", "large", "circle", "square", "shape"]
     texts = [" ".join(words[int(i)] for i in torch.randint(len(words), (n,), generator=g))
              for n in torch.randint(3, 12, (batch,), generator=g).tolist()]
     text_items = [dict(tokenizer([t], return_tensors="pt")) for t in texts]
     text_batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
 
-    image_model, _ = models.load_image_encoder("tiny")
+    image_model, _ = tiers.load_image_encoder("tiny")
     size = image_model.config.image_size
     pixels = torch.rand(batch, 3, size, size, generator=g) * 2 - 1  # normalised images, (B, 3, 64, 64)
 
-    audio_model, _ = models.load_audio_encoder("tiny")  # 30 s window
+    audio_model, _ = tiers.load_audio_encoder("tiny")  # 30 s window
     waves = (torch.rand(batch, audio.N_SAMPLES // 10, generator=g) - 0.5) * 0.6  # 3 s of sound in each window
     features = audio.log_mel_spectrogram(audio.pad_or_trim(waves))  # (B, 80, 3000)
     return {
@@ -102,7 +103,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     print(f"\nEncoder benchmarks, tiny tier — {machine()}")
     print("median of timed runs after a warm-up, torch.inference_mode\n")
-    print("1. Whisper log-mel features of 30 s clips: mmcourse.audio vs transformers (goal: not slower)\n")
+    print("1. Whisper log-mel features of 30 s clips: mmcourse.encoding.audio vs transformers (goal: not slower)\n")
     print(table(log_mel_rows(args.batch, args.repeats), ["batch of 30 s clips", "log_mel_spectrogram ms",
                                                           "WhisperFeatureExtractor ms", "ours is faster by"]))
     print(f"\n2. Encoder throughput: one call per item vs one batched call of {args.batch}\n")

@@ -26,6 +26,7 @@ audio code that needs nothing beyond numpy.
 from __future__ import annotations
 
 import functools
+import string
 import zlib
 from dataclasses import dataclass, replace
 
@@ -49,6 +50,40 @@ QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 
 _GLUE = ("a", "and", "in", "the", "where", "is", "there", "shape", "yes", "no")
 VOCABULARY = tuple(sorted(set(_GLUE) | set(COLORS) | set(SHAPES) | set(SIZES) | set(" ".join(QUADRANTS).split())))
+
+
+# ---------------------------------------------------------------- the vocabulary and the tiny tier's tokenizer
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_vocabulary() -> tuple[str, ...]:
+    """The tiny tier's WordPiece vocabulary, the same on every machine.
+
+    Special tokens first, then the dataset's words, then single letters, digits and
+    punctuation, then continuation pieces (##a … ##z), each group sorted. Any lowercase
+    word can be spelled with the pieces, so nothing English becomes [UNK].
+    """
+    chars = sorted(set(string.ascii_lowercase + string.digits + ".,?!'-"))
+    words = [w for w in VOCABULARY if w not in chars]
+    pieces = sorted("##" + c for c in string.ascii_lowercase + string.digits)
+    return tuple(SPECIAL_TOKENS) + tuple(words) + tuple(chars) + tuple(pieces)
+
+
+def tiny_tokenizer():
+    """A BERT WordPiece tokenizer over `tiny_vocabulary()`, built offline.
+
+    It is built from an in-memory vocab dict: `BertTokenizer(vocab_file=...)` silently
+    ignores the file in transformers 5 (every word becomes [UNK]).
+    """
+    from transformers import BertTokenizer
+
+    vocab = {token: i for i, token in enumerate(tiny_vocabulary())}
+    return BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=128)
+
+
+# ---------------------------------------------------------------- scenes
 
 
 @dataclass(frozen=True)
@@ -168,9 +203,9 @@ def _tone_word(word: str, sample_rate: int) -> np.ndarray:
 @functools.lru_cache(maxsize=512)
 def _word_audio(word: str, backend: str, sample_rate: int) -> np.ndarray:
     if backend == "espeak":
-        from mmcourse import speech
+        from mmcourse.packaged import espeak
 
-        return speech.synthesize(word, sample_rate=sample_rate).numpy().astype(np.float32)
+        return espeak.synthesize(word, sample_rate=sample_rate).numpy().astype(np.float32)
     return _tone_word(word, sample_rate)
 
 
@@ -181,9 +216,9 @@ def speech_backend(prefer: str = "auto") -> str:
     if prefer == "tones":
         return "tones"
     try:
-        from mmcourse import speech
+        from mmcourse.packaged import espeak
 
-        available = speech.espeak_available()
+        available = espeak.espeak_available()
     except Exception:  # noqa: BLE001 - a broken optional install (ImportError, OSError) means: use the tones
         available = False
     if available:
@@ -317,16 +352,16 @@ class MultimodalScenes(Dataset):
 
 
 def pad_sequences(seqs: list[torch.Tensor], pad_value: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad 1-D tensors of different lengths: → values (B, T_max), mask (B, T_max) bool, True = real."""
+    """Right-pad 1-D tensors of different lengths: → values (B, T_max), padding_mask (B, T_max) bool, True = padding."""
     if not seqs:
         raise ValueError("pad_sequences needs at least one sequence")
     longest = max(s.shape[0] for s in seqs)
     values = torch.full((len(seqs), longest), pad_value, dtype=seqs[0].dtype)
-    mask = torch.zeros(len(seqs), longest, dtype=torch.bool)
+    padding_mask = torch.ones(len(seqs), longest, dtype=torch.bool)
     for i, s in enumerate(seqs):
         values[i, : s.shape[0]] = s
-        mask[i, : s.shape[0]] = True
-    return values, mask
+        padding_mask[i, : s.shape[0]] = False
+    return values, padding_mask
 
 
 def collate(batch: list[dict], tokenizer=None) -> dict:
@@ -334,8 +369,9 @@ def collate(batch: list[dict], tokenizer=None) -> dict:
 
     Returns image (B, 3, H, W) uint8; answer and presence_answer (B,); the texts caption,
     question and presence_question as lists of str; for each spoken text <text>_audio (B, T)
-    with <text>_audio_mask (B, T) (True = real sample); colors/shapes/sizes/quadrants (B, n_max)
-    padded with -1 plus object_mask (B, n_max). With a Hugging Face `tokenizer`, also
+    with <text>_audio_padding_mask (B, T) (True = padding) and <text>_audio_lengths (B,) (real samples);
+    colors/shapes/sizes/quadrants (B, n_max) padded with -1 plus object_padding_mask (B, n_max)
+    (True = no object there). With a Hugging Face `tokenizer`, also
     <text>_ids and <text>_attention_mask (B, L) for each text (1 = real token).
     Use it as `DataLoader(ds, collate_fn=functools.partial(collate, tokenizer=tok))`.
     """
@@ -351,12 +387,36 @@ def collate(batch: list[dict], tokenizer=None) -> dict:
         "presence_question": [b["presence_question"] for b in batch],
     }
     for key in ("colors", "shapes", "sizes", "quadrants"):
-        out[key], out["object_mask"] = pad_sequences([b[key] for b in batch], pad_value=-1)
+        out[key], out["object_padding_mask"] = pad_sequences([b[key] for b in batch], pad_value=-1)
     for key in ("caption_audio", "question_audio", "presence_question_audio"):
         if key in batch[0]:
-            out[key], out[key + "_mask"] = pad_sequences([b[key] for b in batch])
+            out[key], out[key + "_padding_mask"] = pad_sequences([b[key] for b in batch])
+            out[key + "_lengths"] = (~out[key + "_padding_mask"]).sum(dim=1)  # (B,) real samples per clip
     if tokenizer is not None:
         for key in ("caption", "question", "presence_question"):
             enc = tokenizer(out[key], padding=True, return_tensors="pt")
             out[key + "_ids"], out[key + "_attention_mask"] = enc["input_ids"], enc["attention_mask"]
     return out
+
+
+# ---------------------------------------------------------------- noisy pairs
+
+
+def misalign_pairs(n: int, fraction: float, seed: int = 0) -> torch.Tensor:
+    """Which text goes with which image when a `fraction` of n pairs is wrong: partner (n,) long.
+
+    Pair i is (image i, text partner[i]). Exactly k = round(fraction · n) pairs, chosen at random, get
+    the text of another item, drawn uniformly from the other n − 1 (so partner[i] ≠ i for them);
+    the rest keep partner[i] = i. The same seed always gives the same pairs. This is how web alt-text
+    goes wrong: the caption belongs to some other picture.
+    """
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an int ≥ 2 (a wrong partner needs another item), got {n!r}")
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must lie in [0, 1] (the share of wrong pairs), got {fraction!r}")
+    generator = torch.Generator().manual_seed(seed)
+    k = round(fraction * n)
+    wrong = torch.randperm(n, generator=generator)[:k]  # (k,) the pairs to break
+    partner = torch.arange(n)
+    partner[wrong] = (wrong + torch.randint(1, n, (k,), generator=generator)) % n  # any item but itself
+    return partner

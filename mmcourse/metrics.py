@@ -108,3 +108,4 @@ def chair(mentioned: list[set], present: list[set]) -> tuple[float, float]:
 def vqa_accuracy(n_humans: int) -> float:
     """VQA's soft accuracy of an answer that `n_humans` of the ten annotators gave: min(n / 3, 1)."""
     return min(n_humans / 3, 1.0)
+

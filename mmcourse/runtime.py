@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import time
 
 import numpy as np
 import torch
@@ -91,6 +92,46 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def setup(seed: int = 0, threads: int = 2) -> torch.device:
+    """The one set-up line of every notebook: `device = runtime.setup()`.
+
+    Seeds Python, NumPy and torch; uses at most `threads` CPU threads (tiny models gain nothing from more, and
+    several processes sharing 2 cores slow down badly with more); silences transformers' advisory warnings and
+    progress bars (errors still show); returns the device get_device picks.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an int ≥ 1, got {threads!r}")
+    seed_everything(seed)
+    torch.set_num_threads(min(threads, torch.get_num_threads()))
+    try:
+        import transformers
+    except ImportError:  # the course runs without transformers' extras too
+        pass
+    else:
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    return get_device()
+
+
+def fastest_ms(fns: dict, repeats: int = 5) -> dict[str, float]:
+    """{name: function} → {name: the fastest of `repeats` runs, in ms}, after one warm-up run of each.
+
+    The functions take turns, and the fastest run is the one least disturbed by other programs, so a
+    comparison holds on a busy machine too. Runs under torch.inference_mode."""
+    if not isinstance(fns, dict) or not fns or not all(callable(f) for f in fns.values()):
+        raise ValueError("fns must be a non-empty dict {name: function without arguments}")
+    times = {name: [] for name in fns}
+    with torch.inference_mode():
+        for fn in fns.values():
+            fn()
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                begin = time.perf_counter()
+                fn()
+                times[name].append(1000 * (time.perf_counter() - begin))
+    return {name: min(t) for name, t in times.items()}
 
 
 def is_offline() -> bool:

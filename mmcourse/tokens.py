@@ -64,3 +64,39 @@ def check_conditioning(cond, d_cond: int, built_as: str) -> None:
         raise ValueError(f"cond rows {rows} are all padding; each sample needs at least one real token. If you "
                          f"passed a Hugging Face attention_mask (1 = real) as padding_mask, invert it: "
                          f"attention_mask == 0")
+
+
+def masked_mean(states: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    """The mean over the real positions only: states (B, L, D), padding_mask (B, L) True = padding → (B, D).
+
+    Padding contributes nothing, whatever values it holds, so a text gets the same vector in any batch.
+    A row with no real position gives zeros (not NaN)."""
+    keep = (~padding_mask).to(states.dtype).unsqueeze(-1)  # (B, L, 1), 1 = real
+    return (states * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
+
+def is_present(tokens: Tokens) -> torch.Tensor:
+    """(B,) bool: True where the sample has at least one real (unmasked) token of this modality."""
+    if not isinstance(tokens, Tokens):
+        raise TypeError(f"expected mmcourse.tokens.Tokens, got {type(tokens).__name__}")
+    return ~tokens.padding_mask.all(dim=1)
+
+
+def check_modalities(inputs: dict[str, Tokens], widths: dict[str, int] | None = None) -> int:
+    """A non-empty dict {modality: Tokens} with one batch size (and, given widths, known modalities of those
+    widths). Returns the batch size B."""
+    if not isinstance(inputs, dict) or not inputs:
+        expected = f"; expected some of {sorted(widths)}" if widths else ""
+        raise ValueError(f"no modality given: inputs must be a non-empty dict {{modality: Tokens}}{expected}")
+    unknown = set(inputs) - set(widths) if widths is not None else set()
+    if unknown:
+        raise ValueError(f"unknown modalities {sorted(unknown)}; this module was built for {sorted(widths)}")
+    for m, t in inputs.items():
+        if not isinstance(t, Tokens):
+            raise TypeError(f"inputs[{m!r}] must be mmcourse.tokens.Tokens(states, padding_mask), got {type(t).__name__}")
+        if widths is not None and t.states.shape[-1] != widths[m]:
+            raise ValueError(f"{m} tokens have width {t.states.shape[-1]}, but the module was built for {widths[m]}")
+    sizes = {m: t.states.shape[0] for m, t in inputs.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"modalities have different batch sizes: {sizes}; each sample needs all its modalities")
+    return next(iter(sizes.values()))

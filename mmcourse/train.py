@@ -1,8 +1,12 @@
-"""A small, explicit training loop: device, autocast, progress, evaluation.
+"""A small, explicit training loop (device, autocast, progress, evaluation), and what multimodal training adds.
 
     history = fit(model, loss_fn, train_batches, steps=300, lr=3e-3, eval_fn=evaluate)
+    inputs = modality_dropout({"text": t, "audio": a}, p=0.5, generator=g)   # some modalities masked, per sample
+    loss.backward(); grad_norms({"text": model.text_branch, "audio": model.audio_branch})   # {"text": 0.4, ...}
 
-`loss_fn(model, batch) -> scalar loss` keeps the loop ignorant of what a batch holds.
+`loss_fn(model, batch) -> scalar loss` keeps the loop ignorant of what a batch holds. A modality that a sample
+lacks is a Tokens whose padding_mask is True everywhere in that sample's row: fusion that pools or attends over
+real tokens only then ignores it, exactly as it ignores padding; no zeros are fed in its place.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
+import torch.nn as nn
 
 from mmcourse import runtime
+from mmcourse.tokens import Tokens, check_modalities, is_present
 
 
 def to_device(batch, device):
@@ -73,3 +79,52 @@ def fit(model: torch.nn.Module, loss_fn: Callable, batches: Iterable, steps: int
                 log("  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()))
     model.eval()
     return history
+
+
+# ---------------------------------------------------------------- training with missing modalities
+
+
+def modality_dropout(inputs: dict[str, Tokens], p: float, generator: torch.Generator | None = None) -> dict[str, Tokens]:
+    """Drop whole modalities per sample during training, never all of a sample's modalities.
+
+    inputs {name: Tokens (B, L_m, D_m)} → the same dict with new padding masks: for each sample, each
+    modality is dropped with probability p (all its tokens marked as padding); a sample that would lose
+    every modality it has keeps one of them, chosen at random. States are not touched and nothing is
+    rescaled (unlike nn.Dropout): the point is to train on the subsets of modalities met at test time.
+    Because of the "keep one" rule, the actual drop rate is a little below p (p − p²/2 for two modalities).
+    Random numbers come from `generator` (CPU) if given, so a seeded generator makes it reproducible.
+    """
+    batch = check_modalities(inputs)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+    names = list(inputs)
+    present = torch.stack([is_present(inputs[m]).cpu() for m in names], dim=1)  # (B, M)
+    drop = (torch.rand(batch, len(names), generator=generator) < p) & present  # (B, M)
+    emptied = present.any(dim=1) & ~(present & ~drop).any(dim=1)  # (B,) would lose everything it has
+    scores = torch.rand(batch, len(names), generator=generator).masked_fill(~present, -1.0)
+    keep = scores.argmax(dim=1)  # (B,) a random present modality
+    drop[emptied, keep[emptied]] = False
+    return {m: Tokens(inputs[m].states, inputs[m].padding_mask | drop[:, j, None].to(inputs[m].padding_mask.device))
+            for j, m in enumerate(names)}
+
+
+# ---------------------------------------------------------------- per-modality gradients
+
+
+def grad_norms(groups: dict[str, nn.Module | Iterable[torch.Tensor]]) -> dict[str, float]:
+    """After loss.backward(): the L2 norm of each group's gradients, as if they were one long vector.
+
+    groups {name: a module or its parameters} → {name: ‖∇‖₂}. A parameter without a gradient (unused in
+    this step, or frozen) counts as zero. Call it between backward() and optimizer.step(): zero_grad
+    (set_to_none) wipes the gradients.
+    """
+    if not isinstance(groups, dict) or not groups:
+        raise ValueError("groups must be a non-empty dict {name: module or parameters}")
+    norms = {}
+    for name, group in groups.items():
+        params = list(group.parameters()) if isinstance(group, nn.Module) else list(group)
+        if not params:
+            raise ValueError(f"group {name!r} has no parameters")
+        squares = [p.grad.detach().float().pow(2).sum() for p in params if p.grad is not None]
+        norms[name] = float(torch.stack(squares).sum().sqrt()) if squares else 0.0
+    return norms

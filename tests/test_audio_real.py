@@ -1,4 +1,4 @@
-"""Real weights prove the plumbing: Whisper tiny.en (packaged tier) fed by mmcourse.audio.
+"""Real weights prove the plumbing: Whisper tiny.en (packaged tier) fed by mmcourse.encoding.audio.
 
 If log_mel_spectrogram were wrong in any way Whisper cares about (scale, floor, frame count,
 mel layout), a real packaged_whisper would stop transcribing espeak-ng speech. Needs the `packaged`
@@ -10,7 +10,7 @@ import re
 import pytest
 import torch
 
-from mmcourse import audio
+from mmcourse.encoding import audio
 from tests.conftest import require_extra
 from tests.test_packaged import SENTENCES
 
@@ -22,10 +22,10 @@ def words(text):
 
 @pytest.fixture(scope="module")
 def speech_clips():
-    from mmcourse import speech
+    from mmcourse.packaged import espeak
 
-    require_extra(speech.espeak_available(), "espeak-ng (espeakng-loader)")
-    return [speech.synthesize(s) for s in SENTENCES]  # (T,) at 16 kHz, 1.4–2.1 s each
+    require_extra(espeak.espeak_available(), "espeak-ng (espeakng-loader)")
+    return [espeak.synthesize(s) for s in SENTENCES]  # (T,) at 16 kHz, 1.4–2.1 s each
 
 
 def test_whisper_transcribes_through_our_log_mel(packaged_whisper, speech_clips):

@@ -1,4 +1,4 @@
-"""`mmcourse.autograde` and `mmcourse.sandbox` on a small synthetic assignment (no torch: fast).
+"""The grader (`mmcourse.classroom`: scheduler, worker, execute, sandbox) on a small synthetic assignment (no torch: fast).
 
 The hostile corpus on the real notebook 01 is in test_hostile.py.
 """
@@ -13,7 +13,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from mmcourse import autograde, classroom, sandbox
+from mmcourse import classroom
+from mmcourse.classroom import execute, sandbox, scheduler, worker
 from tests.conftest import nbgrader_metadata
 
 NAME = "99_demo"
@@ -58,8 +59,8 @@ def course(tmp_path):
 
 
 def grade(root, **kwargs):
-    kwargs.setdefault("limits", autograde.Limits(wall_seconds=60, cell_seconds=10, memory_gb=4))
-    return {row["student"]: row for row in autograde.grade_class(root, NAME, log=lambda line: None, **kwargs)}
+    kwargs.setdefault("limits", worker.Limits(wall_seconds=60, cell_seconds=10, memory_gb=4))
+    return {row["student"]: row for row in scheduler.grade_class(root, NAME, log=lambda line: None, **kwargs)}
 
 
 def read_csv(root):
@@ -75,7 +76,7 @@ def test_grades_partial_work_and_a_dying_kernel(course):
     assert {s: (r["score"], r["status"]) for s, r in rows.items()} == {
         "perfect": (4.0, "ok"), "half": (2.0, "ok"), "dies": (2.0, "kernel_died")}
     assert "exited with status 1" in rows["dies"]["reason"]
-    assert autograde.exit_status(list(rows.values())) == 1
+    assert scheduler.exit_status(list(rows.values())) == 1
     on_disk = read_csv(course)
     assert on_disk["dies"]["score"] == "2.0" and on_disk["dies"]["status"] == "kernel_died"
     assert float(on_disk["perfect"]["kernel_peak_mib"]) > 10
@@ -91,16 +92,16 @@ def test_a_worker_that_hangs_is_killed_and_earlier_grades_stay(course, monkeypat
     classroom.submit(course, NAME, "a_first", submission())
     grade(course, jobs=1)
     classroom.submit(course, NAME, "b_hangs", submission())
-    real = autograde.grade_submission
+    real = worker.grade_submission
 
     def hang_for_b(job):
         if job.student == "b_hangs":
             time.sleep(3600)  # a stuck worker (e.g. an unkillable kernel): only the scheduler can end it
         return real(job)
 
-    monkeypatch.setattr(autograde, "grade_submission", hang_for_b)
-    monkeypatch.setattr(autograde, "HARD_KILL_GRACE", 1)
-    rows = grade(course, jobs=2, limits=autograde.Limits(wall_seconds=15, cell_seconds=10, memory_gb=4))
+    monkeypatch.setattr(worker, "grade_submission", hang_for_b)
+    monkeypatch.setattr(scheduler, "HARD_KILL_GRACE", 1)
+    rows = grade(course, jobs=2, limits=worker.Limits(wall_seconds=15, cell_seconds=10, memory_gb=4))
     assert rows["b_hangs"]["status"] == "killed" and rows["b_hangs"]["score"] == 0
     assert rows["a_first"]["status"] == "ok" and rows["a_first"]["score"] == 4.0
     api = classroom.open_course(course)
@@ -109,28 +110,28 @@ def test_a_worker_that_hangs_is_killed_and_earlier_grades_stay(course, monkeypat
 
 def test_wall_clock_limit_keeps_the_points_earned_so_far(course):
     classroom.submit(course, NAME, "slow", submission(cube="import time\ntime.sleep(3600)"))
-    rows = grade(course, limits=autograde.Limits(wall_seconds=25, cell_seconds=None, memory_gb=4))
+    rows = grade(course, limits=worker.Limits(wall_seconds=25, cell_seconds=None, memory_gb=4))
     assert rows["slow"]["status"] == "timeout"
     assert rows["slow"]["score"] == 2.0, "square's test ran before the cell that hung"
 
 
 def test_refuses_unknown_assignment_and_students(course):
     with pytest.raises(ValueError, match="generate_assignment"):
-        autograde.grade_class(course, "98_nothing", log=lambda line: None)
+        scheduler.grade_class(course, "98_nothing", log=lambda line: None)
     with pytest.raises(ValueError, match="no submission"):
-        autograde.grade_class(course, NAME, students=["ghost"], log=lambda line: None)
+        scheduler.grade_class(course, NAME, students=["ghost"], log=lambda line: None)
     with pytest.raises(ValueError, match="jobs"):
-        autograde.grade_class(course, NAME, jobs=0, log=lambda line: None)
+        scheduler.grade_class(course, NAME, jobs=0, log=lambda line: None)
 
 
 def test_import_bindings_and_names_read():
     nb = new_notebook(cells=[new_code_cell("import torch\nimport numpy as np\nfrom mmcourse.grading import check_close as cc\n"
                                            "from os import path"),
                              new_code_cell("import secret_solution_helper", metadata=nbgrader_metadata(solution=True))])
-    assert autograde.import_bindings([nb]) == {"torch": "torch", "np": "numpy", "cc": "mmcourse.grading:check_close",
+    assert execute.import_bindings([nb]) == {"torch": "torch", "np": "numpy", "cc": "mmcourse.grading:check_close",
                                                "path": "os:path"}
-    assert autograde.names_read("x = f(torch.ones(3))\ncheck_close(x, y)") == ["check_close", "f", "torch", "x", "y"]
-    assert "check_close" in autograde.names_read("%time check_close(a, b)")  # magics: falls back to identifiers
+    assert execute.names_read("x = f(torch.ones(3))\ncheck_close(x, y)") == ["check_close", "f", "torch", "x", "y"]
+    assert "check_close" in execute.names_read("%time check_close(a, b)")  # magics: falls back to identifiers
 
 
 # ---------------------------------------------------------------- the sandbox itself

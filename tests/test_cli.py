@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mmcourse import cli, models
+from mmcourse import tiers
+from mmcourse.classroom import cli
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,7 @@ def test_a_broken_tiny_model_fails_with_a_reason(monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("simulated: ViT weights could not be built")
 
-    monkeypatch.setattr(models, "load_image_encoder", broken)
+    monkeypatch.setattr(tiers, "load_image_encoder", broken)
     assert cli.main(["doctor"]) == 1
     out, err = capsys.readouterr()
     assert "NOT OK" in out
@@ -157,7 +158,7 @@ def test_validate_exit_status(demo_course, capsys):
 
 
 def test_quiz_is_wired_into_the_cli(capsys):
-    from mmcourse import cli
+    from mmcourse.classroom import cli
 
     assert cli.main(["quiz", "--topics"]) == 0
     assert "vit" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmcourse import data
-from mmcourse.text import tiny_tokenizer
+from mmcourse.encoding.text import tiny_tokenizer
 
 
 def test_same_seed_same_items_and_random_access():
@@ -73,15 +73,15 @@ def test_collate_pads_and_masks():
     batch = next(iter(loader))
     lengths = [ds[i]["caption_audio"].shape[0] for i in range(6)]
     assert batch["caption_audio"].shape == (6, max(lengths))
-    assert batch["caption_audio_mask"].sum(1).tolist() == lengths
+    assert batch["caption_audio_lengths"].tolist() == lengths
     for i, n in enumerate(lengths):
         assert torch.equal(batch["caption_audio"][i, :n], ds[i]["caption_audio"])
         assert batch["caption_audio"][i, n:].abs().sum() == 0
     assert batch["image"].shape == (6, 3, 64, 64)
     assert batch["caption_ids"].shape == batch["caption_attention_mask"].shape
     n_obj = [len(ds.scene(i).objects) for i in range(6)]
-    assert batch["object_mask"].sum(1).tolist() == n_obj
-    assert (batch["colors"][~batch["object_mask"]] == -1).all()
+    assert (~batch["object_padding_mask"]).sum(1).tolist() == n_obj
+    assert (batch["colors"][batch["object_padding_mask"]] == -1).all()
 
 
 def test_speech_backends():
@@ -95,10 +95,10 @@ def test_speech_backends():
 
 
 def test_espeak_speech_when_installed():
-    from mmcourse import speech
+    from mmcourse.packaged import espeak
     from tests.conftest import require_extra
 
-    require_extra(speech.espeak_available(), "espeak-ng (espeakng-loader)")
+    require_extra(espeak.espeak_available(), "espeak-ng (espeakng-loader)")
     ds = data.MultimodalScenes(2, seed=0, speech="espeak")
     wave = ds[0]["question_audio"]
     assert wave.abs().max() > 0.05 and 0.5 < wave.shape[0] / data.SAMPLE_RATE < 5

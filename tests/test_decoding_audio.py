@@ -5,7 +5,8 @@ import pytest
 import torch
 import torchaudio
 
-from mmcourse import audio, data
+from mmcourse import data
+from mmcourse.encoding import audio
 from mmcourse.decoding.audio import (MelDecoder, frames_to_seconds, log_mel_to_power, masked_l1, mel_to_linear,
                                      mel_to_waveform, real_frame_mask, seconds_to_frames)
 from mmcourse.tokens import Tokens

@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmcourse import data, vision
+from mmcourse import data
+from mmcourse.encoding import vision
 from mmcourse.decoding.image import (ATTRIBUTES, AttributeProbe, PatchImageDecoder, attribute_accuracy,
-                                     average_per_caption, generate, per_image_mse, to_unit_range)
+                                     average_per_caption, generate_images, per_image_mse, to_unit_range)
 from mmcourse.tokens import Tokens
 
 
@@ -216,16 +217,16 @@ def test_short_training_lowers_the_loss_and_is_deterministic(scenes):
 
 
 def test_generate_with_a_text_encoder_keeps_modes():
-    from mmcourse.text import TextEncoder
+    from mmcourse.encoding.text import TextEncoder
 
     encoder = TextEncoder.from_tier("tiny")
     model = decoder(d_cond=encoder.width).train()
     with torch.no_grad():
         model.to_pixels.weight.normal_()
     captions = ["a small red circle in the top left", "a large blue cross in the bottom right"]
-    images = generate(encoder, model, captions)
+    images = generate_images(encoder, model, captions)
     assert images.shape == (2, 3, 16, 16)
     assert model.training and not encoder.training, "generate must hand the models back in their modes"
     with torch.no_grad():
         assert torch.allclose(images, model.eval()(encoder(captions)))
-    assert generate(encoder, model, captions[0]).shape == (1, 3, 16, 16)
+    assert generate_images(encoder, model, captions[0]).shape == (1, 3, 16, 16)

@@ -1,9 +1,9 @@
-"""mmcourse.decoding.text: masks, teacher forcing, the KV cache, greedy/sampling/beam decoding."""
+"""mmcourse.decoding.text and .generate: masks, teacher forcing, the KV cache, greedy/sampling/beam decoding."""
 
 import pytest
 import torch
 
-from mmcourse.decoding.text import (IGNORE_INDEX, DecoderConfig, KVCache, TextDecoder, beam_search, decoder_step,
+from mmcourse.decoding import (IGNORE_INDEX, DecoderConfig, KVCache, TextDecoder, beam_search, decoder_step,
                                     filter_logits, greedy_decode, make_labels, sample_decode, suppress,
                                     teacher_forcing_loss)
 from mmcourse.tokens import Tokens
@@ -108,7 +108,7 @@ def test_the_cache_computes_the_conditioning_once():
     for mode in ("prefix", "cross"):
         model, cond = make(mode)
         calls = []
-        model.project.register_forward_hook(lambda *args: calls.append("project"))
+        model.projector.register_forward_hook(lambda *args: calls.append("project"))
         if mode == "cross":
             model.blocks[0].cross_attn.k_proj.register_forward_hook(lambda *args: calls.append("k_proj"))
         greedy_decode(decoder_step(model, cond), torch.zeros(2, 1, dtype=torch.long), 6)
@@ -132,7 +132,7 @@ class TrigramLM(torch.nn.Module):
         return KVCache(1)
 
     def forward(self, ids, cond, cache=None):
-        history = ids if cache is None else cache.append(0, ids[:, None, :, None], ids[:, None, :, None])[0][:, 0, :, 0]
+        history = ids if cache is None else cache.layers[0].attn.update(ids[:, None, :, None], ids[:, None, :, None])[0][:, 0, :, 0]
         return self.table[history[:, -2], history[:, -1]][:, None]  # (B, 1, V): only the last position is used
 
     def logprob(self, seqs, n_prompt):  # (S, T) → (S,) without a cache

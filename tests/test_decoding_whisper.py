@@ -1,6 +1,6 @@
 """The package's own greedy loop drives a real Whisper tiny.en exactly as transformers' generate() does.
 
-Features come from mmcourse.audio (our log-mel), the step function from mmcourse.decoding.text.whisper_step,
+Features come from mmcourse.encoding.audio (our log-mel), the step function from mmcourse.decoding.generate.whisper_step,
 the loop from greedy_decode with Whisper's suppress_tokens and begin_suppress_tokens. For the ten spoken
 sentences of tests/test_audio_real.py the token ids must be identical to model.generate(features).
 Needs the `packaged` extra (skipped without it, unless MMCOURSE_REQUIRE_EXTRAS=1).
@@ -11,18 +11,18 @@ import math
 import pytest
 import torch
 
-from mmcourse import audio
-from mmcourse.decoding.text import greedy_decode, whisper_step
+from mmcourse.encoding import audio
+from mmcourse.decoding import greedy_decode, whisper_step
 from tests.conftest import require_extra
 from tests.test_packaged import SENTENCES
 
 
 @pytest.fixture(scope="module")
 def features():
-    from mmcourse import speech
+    from mmcourse.packaged import espeak
 
-    require_extra(speech.espeak_available(), "espeak-ng (espeakng-loader)")
-    return torch.stack([audio.log_mel_spectrogram(audio.pad_or_trim(speech.synthesize(s))) for s in SENTENCES])
+    require_extra(espeak.espeak_available(), "espeak-ng (espeakng-loader)")
+    return torch.stack([audio.log_mel_spectrogram(audio.pad_or_trim(espeak.synthesize(s))) for s in SENTENCES])
 
 
 def until_eos(row: list[int], eos: int) -> list[int]:

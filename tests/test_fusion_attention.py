@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmcourse.fusion import MultiHeadCrossAttention, causal_mask, scaled_dot_product_attention
-from mmcourse.fusion.attention import CrossAttentionBlock, merge_heads, split_heads
+from mmcourse.fusion import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from mmcourse.fusion import CrossAttentionBlock, merge_heads, split_heads
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_errors_name_the_problem():
 
 def test_cross_attention_padding_invariance_and_errors():
     torch.manual_seed(0)
-    layer = MultiHeadCrossAttention(d_query=6, d_context=10, d_model=8, n_heads=2).eval()
+    layer = MultiHeadAttention(d_query=6, d_context=10, d_model=8, n_heads=2).eval()
     x, ctx = torch.randn(2, 4, 6), torch.randn(2, 9, 10)
     pad = torch.zeros(2, 9, dtype=torch.bool)
     pad[0, 5:] = True
@@ -130,7 +130,7 @@ def test_cross_attention_padding_invariance_and_errors():
     with pytest.raises(ValueError, match="d_query = 6"):
         layer(torch.randn(2, 4, 5), ctx)
     with pytest.raises(ValueError, match="divisible"):
-        MultiHeadCrossAttention(6, 10, 9, 2)
+        MultiHeadAttention(6, 10, 9, 2)
 
 
 @pytest.mark.parametrize("make, error, words", [
@@ -160,7 +160,7 @@ def test_sdpa_bad_input_names_tensors_and_shapes(make, error, words):
 @pytest.fixture(scope="module")
 def layer():
     torch.manual_seed(0)
-    return MultiHeadCrossAttention(d_query=6, d_context=10, d_model=8, n_heads=2).eval()
+    return MultiHeadAttention(d_query=6, d_context=10, d_model=8, n_heads=2).eval()
 
 
 @pytest.mark.parametrize("make, error, words", [

@@ -240,7 +240,7 @@ def graded_class(tmp_path_factory):
 
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-    done = subprocess.run([sys.executable, "-m", "mmcourse.cli", "grade", NAME, "--jobs", "2", "--feedback",
+    done = subprocess.run([sys.executable, "-m", "mmcourse.classroom.cli", "grade", NAME, "--jobs", "2", "--feedback",
                            "--cell-timeout", "20", "--timeout", "150", "--memory-gb", "6", "--max-output-mb", "4"],
                           cwd=root, env=env, capture_output=True, text=True, timeout=1500)
     print(done.stdout[-6000:], done.stderr[-3000:])

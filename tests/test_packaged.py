@@ -265,13 +265,13 @@ def test_load_is_cached(whisper):
 
 
 def test_whisper_transcribes_espeak_speech(whisper):
-    from mmcourse import speech
+    from mmcourse.packaged import espeak
 
     require_extra("espeakng_loader", "espeakng-loader")
     model, processor = whisper
     texts = []
     for sentence in SENTENCES:  # one at a time, as a learner would
-        wave = speech.synthesize(sentence)  # (T,) at 16 kHz
+        wave = espeak.synthesize(sentence)  # (T,) at 16 kHz
         features = processor.feature_extractor(wave.numpy(), sampling_rate=16000, return_tensors="pt").input_features
         assert features.shape == (1, 80, 3000)
         with torch.no_grad():

@@ -3,7 +3,7 @@
 - the file is valid: schema, unique ids, at least 40 questions, every topic of issue 6 covered,
   the blog post's questions first and in their original Chinese;
 - every number an answer states is covered: the claim of a check, an input of a check's expression,
-  or on the documented whitelist (0, 1, 2; years in citations; digits inside names) — see mmcourse/quiz.py;
+  or on the documented whitelist (0, 1, 2; years in citations; digits inside names) — see mmcourse/drill.py;
 - every check recomputes to its claim, and every claim appears in its answer;
 - the small metrics the answers use (WER, BLEU, CHAIR, ...) and the position-embedding resize are right,
   the latter equal to transformers' ViT.
@@ -18,9 +18,11 @@ import re
 import pytest
 import torch
 
-from mmcourse import metrics, quiz, vision
+from mmcourse import drill, metrics
+from mmcourse.drill import facts
+from mmcourse.encoding import vision
 
-BANK = quiz.load_bank()
+BANK = drill.load_bank()
 IDS = [q["id"] for q in BANK]
 
 # The blog post's interview questions, verbatim (/work/shared/seed/blog-post.md, section 2 and 3).
@@ -74,15 +76,15 @@ def entry(entry_id: str) -> dict:
 def test_bank_size_ids_and_package_data():
     assert len(BANK) >= 40, f"the issue asks for at least 40 questions, the bank has {len(BANK)}"
     assert len(set(IDS)) == len(IDS)
-    assert quiz.BANK_PATH.name == "questions.json" and quiz.BANK_PATH.parent.name == "mmcourse", \
-        "pyproject ships mmcourse/*.json as package data: keep the bank there"
+    assert drill.BANK_PATH.name == "questions.json" and drill.BANK_PATH.parent.name == "drill", \
+        "pyproject ships mmcourse/drill/*.json as package data: keep the bank there"
 
 
 def test_every_topic_has_questions_and_every_subject_is_covered():
-    for topic in quiz.TOPICS:
-        assert quiz.questions(topic=topic), f"topic {topic!r} has no question"
+    for topic in drill.TOPICS:
+        assert drill.questions(topic=topic), f"topic {topic!r} has no question"
     for subject, (topic, pattern) in SUBJECTS.items():
-        texts = [q["question"] + " " + q["answer"] for q in quiz.questions(topic=topic)]
+        texts = [q["question"] + " " + q["answer"] for q in drill.questions(topic=topic)]
         assert any(re.search(pattern, text, re.S) for text in texts), \
             f"no question of topic {topic!r} covers {subject} (pattern {pattern!r})"
 
@@ -90,14 +92,14 @@ def test_every_topic_has_questions_and_every_subject_is_covered():
 def test_the_blog_questions_come_first_in_chinese_and_english():
     for q, (chinese, english) in zip(BANK, BLOG_QUESTIONS.items()):
         assert q["topic"] == "blog" and q["question_zh"] == chinese and q["question"] == english
-    coding = [q["question_zh"] for q in quiz.questions(topic="blog")[3:]]
+    coding = [q["question_zh"] for q in drill.questions(topic="blog")[3:]]
     assert coding == list(BLOG_CODING)
     assert all("question_zh" not in q for q in BANK if q["topic"] != "blog")
 
 
 def test_validate_bank_names_each_problem():
     good = copy.deepcopy(BANK[:3])
-    quiz.validate_bank(good)
+    drill.validate_bank(good)
     cases = {
         "duplicate id": lambda b: b[1].update(id=b[0]["id"]),
         "unknown topic": lambda b: b[0].update(topic="vision"),
@@ -113,16 +115,16 @@ def test_validate_bank_names_each_problem():
         bank = copy.deepcopy(good)
         damage(bank)
         with pytest.raises(ValueError, match=message):
-            quiz.validate_bank(bank)
+            drill.validate_bank(bank)
 
 
 def test_questions_selects_by_topic_and_id():
-    assert [q["id"] for q in quiz.questions(ids=["wer", "siglip"])] == ["wer", "siglip"]
-    assert {q["topic"] for q in quiz.questions(topic="whisper")} == {"whisper"}
+    assert [q["id"] for q in drill.questions(ids=["wer", "siglip"])] == ["wer", "siglip"]
+    assert {q["topic"] for q in drill.questions(topic="whisper")} == {"whisper"}
     with pytest.raises(ValueError, match="unknown topic"):
-        quiz.questions(topic="audio")
+        drill.questions(topic="audio")
     with pytest.raises(ValueError, match="no questions with ids"):
-        quiz.questions(ids=["nope"])
+        drill.questions(ids=["nope"])
 
 
 # ---------------------------------------------------------------- numbers
@@ -131,55 +133,55 @@ def test_questions_selects_by_topic_and_id():
 def test_number_finder_skips_names_and_citation_years():
     text = ("ViT-B/16 and BLIP-2 and LLaVA-1.5 (Radford et al., 2021; Griffin and Lim, 1984) give Recall@5 "
             "in fp16 for the 2nd time: 197 tokens, 480,000 samples, 14.3, -100 and [−1, 1], 32², Together 2076.")
-    assert quiz.numbers_in(text) == ["197", "480,000", "14.3", "-100", "−1", "1", "32", "2076"]
+    assert drill.numbers_in(text) == ["197", "480,000", "14.3", "-100", "−1", "1", "32", "2076"]
 
 
 def test_parse_number_and_claim_rounding():
-    assert quiz.parse_number("480,000") == 480000 and quiz.parse_number("−1") == -1
-    assert quiz.parse_number("197 tokens") is None and quiz.parse_number("1,2") is None
-    assert quiz.claim_holds("14.3", 1 / 0.07) and not quiz.claim_holds("14.2", 1 / 0.07)
-    assert quiz.claim_holds("93", 93.33) and not quiz.claim_holds("93", 93.6)
-    assert quiz.claim_holds("0.167", 1 / 6) and not quiz.claim_holds("0.17", 1 / 6 - 0.01)
+    assert drill.parse_number("480,000") == 480000 and drill.parse_number("−1") == -1
+    assert drill.parse_number("197 tokens") is None and drill.parse_number("1,2") is None
+    assert drill.claim_holds("14.3", 1 / 0.07) and not drill.claim_holds("14.2", 1 / 0.07)
+    assert drill.claim_holds("93", 93.33) and not drill.claim_holds("93", 93.6)
+    assert drill.claim_holds("0.167", 1 / 6) and not drill.claim_holds("0.17", 1 / 6 - 0.01)
 
 
 def test_uncovered_numbers_finds_a_number_without_a_check():
     fake = {"answer": "It has 42 layers and 197 tokens at 224 px (Dosovitskiy et al., 2021), stage 1.",
             "checks": [{"claim": "197", "expr": "vit_tokens(224, 16)"}]}
-    assert quiz.uncovered_numbers(fake) == ["42"]
+    assert drill.uncovered_numbers(fake) == ["42"]
 
 
 @pytest.mark.parametrize("entry_id", IDS)
 def test_every_number_in_the_answer_is_covered(entry_id):
     q = entry(entry_id)
-    assert quiz.uncovered_numbers(q) == [], (
-        f"{entry_id}: these numbers have no check; add {{'claim': ..., 'expr': ...}} computed by quiz.FACTS, "
+    assert drill.uncovered_numbers(q) == [], (
+        f"{entry_id}: these numbers have no check; add {{'claim': ..., 'expr': ...}} computed by drill.FACTS, "
         f"or write them in words if they are not claims")
 
 
 @pytest.mark.parametrize("entry_id", [q["id"] for q in BANK if q["checks"]])
 def test_every_check_holds_and_appears_in_its_answer(entry_id):
     q = entry(entry_id)
-    stated = {quiz.parse_number(n) for n in quiz.numbers_in(q["answer"])}
-    for row in quiz.verify(q):
+    stated = {drill.parse_number(n) for n in drill.numbers_in(q["answer"])}
+    for row in drill.verify(q):
         assert row["ok"], f"{entry_id}: the answer says {row['claim']}, but {row['expr']} = {row['value']}"
-        assert quiz.parse_number(row["claim"]) in stated, f"{entry_id}: claim {row['claim']} is not in the answer"
+        assert drill.parse_number(row["claim"]) in stated, f"{entry_id}: claim {row['claim']} is not in the answer"
 
 
 def test_numeric_questions_have_checked_answers():
     numeric = [q for q in BANK if "numeric" in q]
     assert len(numeric) >= 5
     for q in numeric:
-        row = next(r for r in quiz.verify(q) if r["claim"] == q["numeric"]["claim"])
+        row = next(r for r in drill.verify(q) if r["claim"] == q["numeric"]["claim"])
         assert row["ok"]
 
 
 def test_evaluate_has_no_builtins_and_wants_a_number():
     with pytest.raises(NameError):
-        quiz.evaluate("__import__('os').getcwd()")
+        drill.evaluate("__import__('os').getcwd()")
     with pytest.raises(NameError):
-        quiz.evaluate("open('x')")
+        drill.evaluate("open('x')")
     with pytest.raises(TypeError, match="one number"):
-        quiz.evaluate("vit_tokens(224, 16) > 0")
+        drill.evaluate("vit_tokens(224, 16) > 0")
 
 
 # ---------------------------------------------------------------- facts that matter on their own
@@ -193,13 +195,13 @@ def test_facts_agree_with_the_models():
     model = ViTModel(cfg, add_pooling_layer=False).eval()
     with torch.no_grad():
         tokens = model(torch.zeros(1, 3, 32, 32)).last_hidden_state.shape[1]
-    assert tokens == quiz.vit_tokens(32, 8)
-    assert quiz.llm_sequence_length(32, 336, 14) == 608
-    assert quiz.llm_sequence_length(20, 224, 14, 10, audio_pool=2) == 20 + 256 + 250
+    assert tokens == facts.vit_tokens(32, 8)
+    assert facts.llm_sequence_length(32, 336, 14) == 608
+    assert facts.llm_sequence_length(20, 224, 14, 10, audio_pool=2) == 20 + 256 + 250
     with pytest.raises(ValueError, match="window"):
-        quiz.llm_sequence_length(1, audio_seconds=31)
-    assert quiz.clip_logit_scale(2.0) == pytest.approx(7.389, abs=1e-3)
-    assert quiz.concat_attention_scores(3, 5) == 64 and quiz.cross_attention_scores(3, 5) == 9 + 15
+        facts.llm_sequence_length(1, audio_seconds=31)
+    assert facts.clip_logit_scale(2.0) == pytest.approx(7.389, abs=1e-3)
+    assert facts.concat_attention_scores(3, 5) == 64 and facts.cross_attention_scores(3, 5) == 9 + 15
 
 
 def test_resize_position_embeddings_equals_transformers_vit():
@@ -272,7 +274,7 @@ def test_chair_clip_score_and_vqa_accuracy():
 
 
 def test_as_markdown_renders_questions_answers_and_checks():
-    text = quiz.as_markdown(ids=["blog-what-is", "vit-tokens"], checks=True)
-    assert "问题 1：什么是多模态 LLM？" in text and "### " + quiz.TOPICS["vit"] in text
+    text = drill.as_markdown(ids=["blog-what-is", "vit-tokens"], checks=True)
+    assert "问题 1：什么是多模态 LLM？" in text and "### " + drill.TOPICS["vit"] in text
     assert "`vit_tokens(224, 16)`" in text and "| 197 |" in text and "✗" not in text
-    assert "> " not in quiz.as_markdown(topic="masks", answers=False)
+    assert "> " not in drill.as_markdown(topic="masks", answers=False)

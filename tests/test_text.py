@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mmcourse import text
+from mmcourse.encoding import text
 from mmcourse.tokens import Tokens
 
 TEXTS = ["where is the red shape", "a large red circle in the top left", "blue"]

@@ -1,4 +1,4 @@
-"""Real weights prove the plumbing: all-MiniLM-L6-v2 (the packaged tier) through mmcourse.text.
+"""Real weights prove the plumbing: all-MiniLM-L6-v2 (the packaged tier) through mmcourse.encoding.text.
 
 MiniLM is a mean-pooling sentence encoder, so TextEncoder + masked_mean_pool + cosine similarity
 must rank paraphrases above unrelated sentences and reproduce sentence-transformers' embeddings.
@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmcourse import models, text
+from mmcourse import tiers
+from mmcourse.encoding import text
 from tests.conftest import require_extra
 
 # (anchor, paraphrase, unrelated)
@@ -29,13 +30,13 @@ LONG_TEXT = " ".join(["the quick brown fox jumps over the lazy dog"] * 45)  # 40
 
 @pytest.fixture(scope="module")
 def minilm():
-    require_extra(models.tier_status()["packaged"] == "available", "the packaged tier (MiniLM)")
+    require_extra(tiers.tier_status()["packaged"] == "available", "the packaged tier (MiniLM)")
     return text.TextEncoder.from_tier("packaged")
 
 
 @pytest.fixture(scope="module")
 def sentence_transformer():
-    require_extra(models.tier_status()["packaged"] == "available", "the packaged tier (MiniLM)")
+    require_extra(tiers.tier_status()["packaged"] == "available", "the packaged tier (MiniLM)")
     require_extra(importlib.util.find_spec("sentence_transformers") is not None, "sentence-transformers")
     from sentence_transformers import SentenceTransformer
 

@@ -5,7 +5,8 @@ import torch
 from skimage import data as samples
 from transformers import ViTImageProcessorPil
 
-from mmcourse import data, vision
+from mmcourse import data
+from mmcourse.encoding import vision
 from mmcourse.tokens import Tokens
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -25,7 +25,7 @@ time turn that into mel frames. Every token gets its own stretch of time, in spe
 the phrase around it; in notebook 10 this lets the decoder say word pairs it never heard together.
 
 Shapes: cond Tokens (B, L, d_cond) → log-mel (B, n_mels, n_frames), in Whisper's scale (the scale of
-mmcourse.audio.log_mel_spectrogram), frame t covering samples [t·160, t·160 + 400) at 16 kHz.
+mmcourse.encoding.audio.log_mel_spectrogram), frame t covering samples [t·160, t·160 + 400) at 16 kHz.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmcourse.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, mel_filters
+from mmcourse.encoding.audio import HOP_LENGTH, N_FFT, SAMPLE_RATE, mel_filters
+from mmcourse.fusion.projector import Projector
 from mmcourse.tokens import Tokens, check_conditioning
 
 N_MELS = 80
@@ -121,7 +122,7 @@ class MelDecoder(nn.Module):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         self.d_cond, self.n_frames, self.n_mels, self.frames_per_step = d_cond, n_frames, n_mels, frames_per_step
         self.n_steps = math.ceil(n_frames / frames_per_step)
-        self.project = nn.Linear(d_cond, d_model)
+        self.projector = Projector(d_cond, d_model)  # conditioning width → model width
         self.duration = nn.Linear(d_model, 1)
         nn.init.zeros_(self.duration.weight)  # start with every token lasting INITIAL_FRAMES
         nn.init.constant_(self.duration.bias, math.log(math.expm1(INITIAL_FRAMES / frames_per_step)))
@@ -134,7 +135,7 @@ class MelDecoder(nn.Module):
     def durations(self, cond: Tokens) -> torch.Tensor:
         """How many frames each token lasts: (B, L), 0 for padding."""
         check_conditioning(cond, self.d_cond, "MelDecoder")
-        return self._steps(self.project(cond.states), cond.padding_mask) * self.frames_per_step
+        return self._steps(self.projector(cond.states), cond.padding_mask) * self.frames_per_step
 
     def _steps(self, h: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         return F.softplus(self.duration(h)).squeeze(-1).masked_fill(padding_mask, 0.0)  # (B, L) in steps
@@ -149,7 +150,7 @@ class MelDecoder(nn.Module):
     def forward(self, cond: Tokens, return_alignment: bool = False):
         """cond Tokens (B, L, d_cond) → log-mel (B, n_mels, n_frames) [and alignment (B, n_steps, L)]."""
         check_conditioning(cond, self.d_cond, "MelDecoder")
-        h = self.project(cond.states)  # (B, L, d)
+        h = self.projector(cond.states)  # (B, L, d)
         steps = self._steps(h, cond.padding_mask)  # (B, L)
         end = steps.cumsum(dim=1)
         start = end - steps
@@ -184,7 +185,7 @@ def _check_values(log_mel) -> None:
     if log_mel.numel() and (float(log_mel.min()) < -4.0 or float(log_mel.max()) > 4.0):
         raise ValueError(f"log_mel values span [{float(log_mel.min()):.3g}, {float(log_mel.max()):.3g}], far outside "
                          f"Whisper's scale (about [{WHISPER_RANGE[0]}, {WHISPER_RANGE[1]}]); pass the output of "
-                         f"mmcourse.audio.log_mel_spectrogram or of MelDecoder, not a power or dB spectrogram")
+                         f"mmcourse.encoding.audio.log_mel_spectrogram or of MelDecoder, not a power or dB spectrogram")
 
 
 def _check_log_mel(log_mel, n_mels: int) -> None:
@@ -216,7 +217,7 @@ def _inverse_mel(n_mels: int):
         n_stft=N_FFT // 2 + 1, n_mels=n_mels, sample_rate=SAMPLE_RATE, f_min=0.0, f_max=SAMPLE_RATE / 2,
         norm="slaney", mel_scale="slaney", driver="gelsd",  # gelsd: minimum-norm least squares, robust to rank loss
     )
-    inverse.fb.copy_(mel_filters(SAMPLE_RATE, n_mels))  # the filters mmcourse.audio analyses with
+    inverse.fb.copy_(mel_filters(SAMPLE_RATE, n_mels))  # the filters mmcourse.encoding.audio analyses with
     return inverse
 
 

@@ -1,6 +1,6 @@
 """Images from text: a patch decoder that draws a scene from its caption, and a probe that checks the drawing.
 
-An encoder cuts an image into patches and turns each patch into a token (mmcourse.vision). A patch
+An encoder cuts an image into patches and turns each patch into a token (mmcourse.encoding.vision). A patch
 decoder runs that road backwards: one learned query per patch position asks the conditioning tokens
 (a caption's token states, or fused tokens) what belongs in its patch, predicts the patch's 3·P·P
 pixel values, and `unpatchify` lays the patches out as an image.
@@ -26,9 +26,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmcourse.fusion.attention import MultiHeadCrossAttention
+from mmcourse.fusion.blocks import CrossAttentionBlock
+from mmcourse.fusion.projector import Projector
 from mmcourse.tokens import Tokens, check_conditioning
-from mmcourse.vision import unpatchify
+from mmcourse.encoding.vision import patchify, unpatchify
 
 ATTRIBUTES = {"colors": 6, "shapes": 4, "sizes": 2, "quadrants": 4}  # label name → classes (mmcourse.data)
 
@@ -92,21 +93,6 @@ def average_per_caption(images: torch.Tensor, captions: list[str]) -> torch.Tens
 # ---------------------------------------------------------------- the decoder
 
 
-class DecoderBlock(nn.Module):
-    """Pre-norm: the patch queries attend to the conditioning tokens, then a feed-forward layer. (B, N, d) → (B, N, d)"""
-
-    def __init__(self, d_model: int, n_heads: int):
-        super().__init__()
-        self.ln_cross = nn.LayerNorm(d_model)
-        self.cross_attn = MultiHeadCrossAttention(d_model, d_model, d_model, n_heads)
-        self.ln_ffn = nn.LayerNorm(d_model)
-        self.ffn = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
-
-    def forward(self, x: torch.Tensor, cond: Tokens) -> torch.Tensor:
-        x = x + self.cross_attn(self.ln_cross(x), cond.states, cond.padding_mask)
-        return x + self.ffn(self.ln_ffn(x))
-
-
 class PatchImageDecoder(nn.Module):
     """Conditioning tokens (B, L, d_cond) → images (B, 3, S, S) in [0, 1], one learned query per patch.
 
@@ -132,9 +118,9 @@ class PatchImageDecoder(nn.Module):
         self.d_cond, self.image_size, self.patch_size = d_cond, image_size, patch_size
         self.n_patches = (image_size // patch_size) ** 2
         patch_values = 3 * patch_size * patch_size
-        self.project = nn.Linear(d_cond, d_model)  # conditioning width → model width
+        self.projector = Projector(d_cond, d_model)  # conditioning width → model width
         self.queries = nn.Parameter(torch.randn(self.n_patches, d_model) * 0.02)  # one per patch position
-        self.blocks = nn.ModuleList(DecoderBlock(d_model, n_heads) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(CrossAttentionBlock(d_model, d_model, n_heads) for _ in range(n_layers))
         self.ln_final = nn.LayerNorm(d_model)
         self.to_pixels = nn.Linear(d_model, patch_values)
         nn.init.zeros_(self.to_pixels.weight)  # so an untrained decoder draws exactly the pixel bias picture
@@ -144,10 +130,10 @@ class PatchImageDecoder(nn.Module):
     def patch_logits(self, cond: Tokens) -> torch.Tensor:
         """cond Tokens (B, L, d_cond) → pixel logits per patch (B, N, 3·P·P), before unpatchify and sigmoid."""
         check_conditioning(cond, self.d_cond, "PatchImageDecoder")
-        cond = Tokens(self.project(cond.states), cond.padding_mask)  # (B, L, d_model)
+        cond = Tokens(self.projector(cond.states), cond.padding_mask)  # (B, L, d_model)
         x = self.queries.expand(cond.states.shape[0], -1, -1)  # (B, N, d_model)
         for block in self.blocks:
-            x = block(x, cond)
+            x = block(x, cond.states, cond.padding_mask)
         return self.to_pixels(self.ln_final(x)) + self.pixel_bias  # (B, N, 3·P·P)
 
     def forward(self, cond: Tokens) -> torch.Tensor:
@@ -160,8 +146,6 @@ class PatchImageDecoder(nn.Module):
         """Set the pixel bias so that an untrained decoder draws `mean_image` (3, S, S) in [0, 1]
         (up to the clamp to [0.01, 0.99] that keeps the logits finite):
         training then starts from the average picture instead of grey, and skips the slow first steps."""
-        from mmcourse.vision import patchify
-
         s = self.image_size
         if mean_image.shape != (3, s, s):
             raise ValueError(f"mean_image must be (3, {s}, {s}) in [0, 1], got shape {tuple(mean_image.shape)}; "
@@ -171,7 +155,7 @@ class PatchImageDecoder(nn.Module):
 
 
 @torch.inference_mode()
-def generate(text_encoder, decoder: PatchImageDecoder, captions) -> torch.Tensor:
+def generate_images(text_encoder, decoder: PatchImageDecoder, captions) -> torch.Tensor:
     """Caption strings → images (B, 3, S, S) in [0, 1]: encode with `text_encoder` (a mmcourse TextEncoder
     or anything that maps a list of strings to Tokens), then decode. Both models run in eval mode."""
     if isinstance(captions, str):

@@ -1,4 +1,5 @@
-"""Scaled dot-product attention with padding and causal masks, multi-head cross-attention, and the block.
+"""Attention, written once: scaled dot-product attention with padding and causal masks, and the multi-head layer
+that every block of the course (encoders' self-attention, fusion's cross-attention, the decoders) is built from.
 
     attention(Q, K, V) = softmax(Q Kᵀ / √d) V          (Vaswani et al., 2017)
 
@@ -17,7 +18,9 @@ Cross-attention: queries from one modality, keys and values from another,
                                          ├─ split heads → attention per head → merge heads ─ W_o ─► (B, Lq, d_model)
     context (B, Lk, d_context) ─ W_k, W_v ┘
 
-and CrossAttentionBlock wraps it as a transformer block: residual, LayerNorm, feed-forward.
+Self-attention is the same layer with context = x. While generating, an AttentionCache keeps the keys and
+values already computed (they grow by one position per step for self-attention; for cross-attention they are
+computed once from the context). mmcourse.fusion.blocks wraps the layer into transformer blocks.
 """
 
 from __future__ import annotations
@@ -27,54 +30,6 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-
-def _shape(t: torch.Tensor) -> tuple[int, ...]:
-    return tuple(t.shape)
-
-
-def _check_key_padding_mask(key_padding_mask, batch: int, length: int, keys: str) -> None:
-    """key_padding_mask must be (B, Lk) bool, True = padding, with at least one real key per sample."""
-    if not isinstance(key_padding_mask, torch.Tensor):
-        raise TypeError(f"key_padding_mask must be a (B, Lk) bool tensor, got {type(key_padding_mask).__name__}")
-    if _shape(key_padding_mask) != (batch, length):
-        raise ValueError(f"key_padding_mask {_shape(key_padding_mask)} must be (B, Lk) = {(batch, length)}, "
-                         f"one flag per key of {keys}")
-    if key_padding_mask.dtype != torch.bool:
-        raise TypeError(f"key_padding_mask must be bool with True = padding, got {key_padding_mask.dtype}; "
-                        f"from a Hugging Face attention_mask (1 = real token) use `attention_mask == 0`")
-    empty = key_padding_mask.all(dim=1)
-    if bool(empty.any()):
-        raise ValueError(f"samples {empty.nonzero().flatten().tolist()} have no real key (every key is padding); "
-                         f"each sample needs at least one unmasked key")
-
-
-def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask) -> None:
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a tensor (B, H, L, d), got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"{name} must be (B, H, L, d), got shape {_shape(t)}; "
-                             f"split heads first: x.view(B, L, H, d).transpose(1, 2) (see split_heads)")
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a float tensor, got {t.dtype} with shape {_shape(t)}")
-    if q.dtype != k.dtype or k.dtype != v.dtype:
-        raise TypeError(f"q, k and v must share a dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}; "
-                        f"convert with .to(q.dtype)")
-    if q.shape[0] != k.shape[0] or k.shape[0] != v.shape[0]:
-        raise ValueError(f"batch sizes differ: q {_shape(q)}, k {_shape(k)}, v {_shape(v)} (dim 0); "
-                         f"each query sequence needs its own keys and values, batch and heads (B, H) must agree")
-    if q.shape[1] != k.shape[1] or k.shape[1] != v.shape[1]:
-        raise ValueError(f"numbers of heads differ: q {_shape(q)}, k {_shape(k)}, v {_shape(v)} (dim 1); "
-                         f"batch and heads (B, H) must agree")
-    if k.shape[2] != v.shape[2]:
-        raise ValueError(f"k {_shape(k)} and v {_shape(v)} must have the same number of keys Lk (dim 2): "
-                         f"one value per key, both from the same modality")
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q {_shape(q)} and k {_shape(k)} must have the same head width d (last dim), "
-                         f"got {q.shape[-1]} and {k.shape[-1]}; project both to one width first")
-    if key_padding_mask is not None:
-        _check_key_padding_mask(key_padding_mask, k.shape[0], k.shape[2], f"k {_shape(k)}")
 
 
 def causal_mask(lq: int, lk: int, device=None) -> torch.Tensor:
@@ -123,12 +78,41 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, length, h * d)
 
 
-class MultiHeadCrossAttention(nn.Module):
-    """Queries from one modality attend to keys/values from another.
+class AttentionCache:
+    """The keys and values one attention layer has computed so far: (B, H, T, d_head) each.
 
-    x (B, Lq, d_query), context (B, Lk, d_context), key_padding_mask (B, Lk) True = padding
-    → (B, Lq, d_model) [and weights (B, n_heads, Lq, Lk)].
-    Learned projections W_q, W_k, W_v map both modalities into one width; W_o mixes the heads.
+    growing (self-attention while generating): each step's new keys and values are appended after the old ones.
+    fixed (cross-attention): they depend only on the context, so the first step computes them and later steps reuse them
+    (as Whisper's EncoderDecoderCache does).
+    """
+
+    def __init__(self, growing: bool = True):
+        self.growing = growing
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new positions' k, v (B, H, t, d) after the cached ones; return all (B, H, T_past + t, d)."""
+        if self.growing and self.keys is not None:
+            k, v = torch.cat([self.keys, k], dim=2), torch.cat([self.values, v], dim=2)
+        self.keys, self.values = k, v
+        return k, v
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows `index` (B',) of the batch: beam search follows its surviving beams."""
+        if self.keys is not None:
+            self.keys, self.values = self.keys[index], self.values[index]
+
+
+class MultiHeadAttention(nn.Module):
+    """Queries from x attend to keys and values from a context: another modality (cross-attention) or x itself.
+
+    x (B, Lq, d_query), context (B, Lk, d_context) or None (= x, self-attention), key_padding_mask (B, Lk)
+    True = padding, causal: query i sees keys ≤ its position → (B, Lq, d_model) [and weights (B, n_heads, Lq, Lk)].
+    Learned projections W_q, W_k, W_v map both into one width; W_o mixes the heads.
     """
 
     def __init__(self, d_query: int, d_context: int, d_model: int, n_heads: int):
@@ -141,65 +125,99 @@ class MultiHeadCrossAttention(nn.Module):
         self.v_proj = nn.Linear(d_context, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
 
-    def _check(self, x, context, key_padding_mask) -> None:
-        for name, t in (("x", x), ("context", context)):
+    def forward(self, x, context=None, key_padding_mask=None, causal: bool = False,
+                cache: AttentionCache | None = None, return_weights: bool = False):
+        reuse = cache is not None and not cache.growing and len(cache) > 0  # cross-attention keys from step 1
+        context = None if reuse else (x if context is None else context)
+        past = len(cache) if cache is not None and cache.growing else 0
+        self._check(x, context, key_padding_mask, n_keys=len(cache) if reuse else past + context.shape[1])
+        q = split_heads(self.q_proj(x), self.n_heads)  # (B, H, Lq, d_head)
+        if reuse:
+            k, v = cache.keys, cache.values  # (B, H, Lk, d_head)
+        else:
+            k = split_heads(self.k_proj(context), self.n_heads)  # (B, H, Lk, d_head)
+            v = split_heads(self.v_proj(context), self.n_heads)
+            if cache is not None:
+                k, v = cache.update(k, v)  # (B, H, T_past + Lk, d_head) when growing
+        result = scaled_dot_product_attention(q, k, v, key_padding_mask, causal=causal, return_weights=return_weights)
+        out, weights = result if return_weights else (result, None)
+        out = self.out_proj(merge_heads(out))  # (B, Lq, d_model)
+        return (out, weights) if return_weights else out
+
+    def _check(self, x, context, key_padding_mask, n_keys: int) -> None:
+        """x (B, Lq, d_query) and context (B, Lk, d_context) or None (keys already cached) in the layer's dtype."""
+        pairs = (("x", x),) if context is None else (("x", x), ("context", context))
+        for name, t in pairs:
             if not isinstance(t, torch.Tensor):
                 raise TypeError(f"{name} must be a tensor (B, L, D), got {type(t).__name__}")
-        if x.dim() != 3 or context.dim() != 3:
-            raise ValueError(f"x and context must be (B, L, D), got x {_shape(x)} and context {_shape(context)}"
-                             + ("; for one sample add a batch axis: x[None]" if 2 in (x.dim(), context.dim()) else ""))
-        if x.shape[0] != context.shape[0]:
+            if t.dim() != 3:
+                raise ValueError(f"{name} must be (B, L, D), got {name} {_shape(t)}"
+                                 + ("; for one sample add a batch axis: x[None]" if t.dim() == 2 else ""))
+        if context is not None and x.shape[0] != context.shape[0]:
             raise ValueError(f"batch sizes differ: x {_shape(x)} has {x.shape[0]} samples, context "
                              f"{_shape(context)} has {context.shape[0]}; pass one context per query sequence")
         if x.shape[-1] != self.q_proj.in_features:
             raise ValueError(f"x {_shape(x)} has width {x.shape[-1]}, but this layer expects "
                              f"d_query = {self.q_proj.in_features}")
-        if context.shape[-1] != self.k_proj.in_features:
+        if context is not None and context.shape[-1] != self.k_proj.in_features:
             raise ValueError(f"context {_shape(context)} has width {context.shape[-1]}, but this layer expects "
                              f"d_context = {self.k_proj.in_features}")
         weight = self.q_proj.weight
-        for name, t in (("x", x), ("context", context)):
+        for name, t in pairs:
             if t.dtype != weight.dtype:
                 raise TypeError(f"{name} {_shape(t)} is {t.dtype}, but the layer's weights are {weight.dtype}; "
                                 f"convert with {name}.to({weight.dtype}) (or the layer with .to({t.dtype}))")
         if key_padding_mask is not None:
-            _check_key_padding_mask(key_padding_mask, context.shape[0], context.shape[1], f"context {_shape(context)}")
-
-    def forward(self, x, context, key_padding_mask=None, return_weights=False):
-        self._check(x, context, key_padding_mask)
-        q = split_heads(self.q_proj(x), self.n_heads)  # (B, H, Lq, d_head)
-        k = split_heads(self.k_proj(context), self.n_heads)  # (B, H, Lk, d_head)
-        v = split_heads(self.v_proj(context), self.n_heads)  # (B, H, Lk, d_head)
-        result = scaled_dot_product_attention(q, k, v, key_padding_mask, return_weights=return_weights)
-        out, weights = result if return_weights else (result, None)
-        out = self.out_proj(merge_heads(out))  # (B, Lq, d_model)
-        return (out, weights) if return_weights else out
+            keys = "the cached keys" if context is None else f"context {_shape(context)}"
+            _check_key_padding_mask(key_padding_mask, x.shape[0], n_keys, keys)
 
 
-class CrossAttentionBlock(nn.Module):
-    """A pre-norm transformer block whose attention reads another modality.
+# ---------------------------------------------------------------- checks
 
-        x = x + CrossAttention(LN(x), context)        (B, Lq, d_model)
-        x = x + FFN(LN(x))                            FFN: Linear(d, 4d) → GELU → Linear(4d, d)
 
-    x (B, Lq, d_model), context (B, Lk, d_context) (encoder outputs, already layer-normed),
-    key_padding_mask (B, Lk) True = padding → (B, Lq, d_model) [and weights (B, n_heads, Lq, Lk)].
-    The residuals keep what x knew; the attention adds what it read; the FFN digests it per token.
-    """
+def _shape(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
 
-    def __init__(self, d_model: int, d_context: int, n_heads: int, ffn_mult: int = 4):
-        super().__init__()
-        self.norm_attn = nn.LayerNorm(d_model)
-        self.attn = MultiHeadCrossAttention(d_model, d_context, d_model, n_heads)
-        self.norm_ffn = nn.LayerNorm(d_model)
-        hidden = ffn_mult * d_model
-        self.ffn = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Linear(hidden, d_model))
 
-    def forward(self, x, context, key_padding_mask=None, return_weights=False):
-        if return_weights:
-            attended, weights = self.attn(self.norm_attn(x), context, key_padding_mask, return_weights=True)
-        else:
-            attended, weights = self.attn(self.norm_attn(x), context, key_padding_mask), None
-        x = x + attended  # (B, Lq, d_model)
-        x = x + self.ffn(self.norm_ffn(x))
-        return (x, weights) if return_weights else x
+def _check_key_padding_mask(key_padding_mask, batch: int, length: int, keys: str) -> None:
+    """key_padding_mask must be (B, Lk) bool, True = padding, with at least one real key per sample."""
+    if not isinstance(key_padding_mask, torch.Tensor):
+        raise TypeError(f"key_padding_mask must be a (B, Lk) bool tensor, got {type(key_padding_mask).__name__}")
+    if _shape(key_padding_mask) != (batch, length):
+        raise ValueError(f"key_padding_mask {_shape(key_padding_mask)} must be (B, Lk) = {(batch, length)}, "
+                         f"one flag per key of {keys}")
+    if key_padding_mask.dtype != torch.bool:
+        raise TypeError(f"key_padding_mask must be bool with True = padding, got {key_padding_mask.dtype}; "
+                        f"from a Hugging Face attention_mask (1 = real token) use `attention_mask == 0`")
+    empty = key_padding_mask.all(dim=1)
+    if bool(empty.any()):
+        raise ValueError(f"samples {empty.nonzero().flatten().tolist()} have no real key (every key is padding); "
+                         f"each sample needs at least one unmasked key")
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_padding_mask) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor (B, H, L, d), got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be (B, H, L, d), got shape {_shape(t)}; "
+                             f"split heads first: x.view(B, L, H, d).transpose(1, 2) (see split_heads)")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a float tensor, got {t.dtype} with shape {_shape(t)}")
+    if q.dtype != k.dtype or k.dtype != v.dtype:
+        raise TypeError(f"q, k and v must share a dtype, got q {q.dtype}, k {k.dtype}, v {v.dtype}; "
+                        f"convert with .to(q.dtype)")
+    if q.shape[0] != k.shape[0] or k.shape[0] != v.shape[0]:
+        raise ValueError(f"batch sizes differ: q {_shape(q)}, k {_shape(k)}, v {_shape(v)} (dim 0); "
+                         f"each query sequence needs its own keys and values, batch and heads (B, H) must agree")
+    if q.shape[1] != k.shape[1] or k.shape[1] != v.shape[1]:
+        raise ValueError(f"numbers of heads differ: q {_shape(q)}, k {_shape(k)}, v {_shape(v)} (dim 1); "
+                         f"batch and heads (B, H) must agree")
+    if k.shape[2] != v.shape[2]:
+        raise ValueError(f"k {_shape(k)} and v {_shape(v)} must have the same number of keys Lk (dim 2): "
+                         f"one value per key, both from the same modality")
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"q {_shape(q)} and k {_shape(k)} must have the same head width d (last dim), "
+                         f"got {q.shape[-1]} and {k.shape[-1]}; project both to one width first")
+    if key_padding_mask is not None:
+        _check_key_padding_mask(key_padding_mask, k.shape[0], k.shape[2], f"k {_shape(k)}")

@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mmcourse.fusion.projector import Projector
+
 INIT_TEMPERATURE = 0.07
 MAX_LOGIT_SCALE = 100.0
 
@@ -37,12 +39,8 @@ class ProjectionHead(nn.Module):
 
     def __init__(self, d_in: int, d_out: int, hidden: int = 0):
         super().__init__()
-        for name, value, low in (("d_in", d_in, 1), ("d_out", d_out, 1), ("hidden", hidden, 0)):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int ≥ {low}, got {value!r}")
         self.d_in, self.d_out = d_in, d_out
-        self.net = nn.Linear(d_in, d_out) if hidden == 0 else nn.Sequential(
-            nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
+        self.net = Projector(d_in, d_out, hidden)  # a Linear (hidden=0) or Linear → GELU → Linear
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.d_in:

@@ -24,6 +24,9 @@ This file is also the launcher: the kernel command becomes
     unshare --net --pid --fork --kill-child --mount-proc -- python -I sandbox.py SPEC -- KERNEL_CMD...
 
 and `launch()` below (stdlib only) hides files, sets limits and drops to `nobody` before it execs the kernel.
+
+Where it sits: scheduler.py plans the sandbox once per class (`plan_sandbox`), worker.py points
+`SandboxKernelManager` at its private folder, and execute.GuardedExecute starts every kernel with it.
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def python_folders() -> list[str]:
     """The folders a kernel of this Python needs: the installation, the environment, sys.path."""
     candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix}
     candidates |= {p for p in sys.path if p and os.path.isdir(p) and os.path.realpath(p) != os.path.realpath(os.getcwd())}
-    candidates.add(str(Path(__file__).resolve().parent))  # this package, wherever an editable install keeps it
+    candidates.add(str(Path(__file__).resolve().parent.parent))  # mmcourse, wherever an editable install keeps it
     folders = sorted(os.path.realpath(p) for p in candidates)
     return [p for p in folders if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in folders)]
 

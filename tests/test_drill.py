@@ -8,15 +8,15 @@ import os
 import subprocess
 import sys
 
-from mmcourse import quiz
+from mmcourse import drill
 
-BANK = quiz.load_bank()
+BANK = drill.load_bank()
 
 
-def drill(monkeypatch, capsys, argv, lines):
+def run_drill(monkeypatch, capsys, argv, lines):
     """Run the drill in-process with `lines` as its input; → (exit code, stdout, stderr)."""
     monkeypatch.setattr(sys, "stdin", io.StringIO("".join(line + "\n" for line in lines)))
-    code = quiz.main(argv)
+    code = drill.main(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -37,9 +37,9 @@ def wrong_answers(chosen):
 
 
 def test_all_right_scores_full_marks(monkeypatch, capsys):
-    chosen = quiz.choose_questions(BANK, 6, ["vit", "whisper", "fusion"], seed=4)
+    chosen = drill.choose_questions(BANK, 6, ["vit", "whisper", "fusion"], seed=4)
     assert any("numeric" in q for q in chosen) and any("numeric" not in q for q in chosen)
-    code, out, _ = drill(monkeypatch, capsys, ["--n", "6", "--topic", "vit", "--topic", "whisper",
+    code, out, _ = run_drill(monkeypatch, capsys, ["--n", "6", "--topic", "vit", "--topic", "whisper",
                                               "--topic", "fusion", "--seed", "4"], right_answers(chosen))
     assert code == 0
     for number, q in enumerate(chosen, 1):
@@ -51,9 +51,9 @@ def test_all_right_scores_full_marks(monkeypatch, capsys):
 
 
 def test_all_wrong_scores_zero_and_lists_what_to_revisit(monkeypatch, capsys):
-    chosen = quiz.choose_questions(BANK, 4, ["connectors"], seed=1)
+    chosen = drill.choose_questions(BANK, 4, ["connectors"], seed=1)
     argv = ["--n", "4", "--topic", "connectors", "--seed", "1"]
-    code, out, _ = drill(monkeypatch, capsys, argv, wrong_answers(chosen))
+    code, out, _ = run_drill(monkeypatch, capsys, argv, wrong_answers(chosen))
     assert code == 0
     assert "score: 0/4" in out
     assert "to revisit: " + ", ".join(q["id"] for q in chosen) in out
@@ -63,61 +63,61 @@ def test_all_wrong_scores_zero_and_lists_what_to_revisit(monkeypatch, capsys):
 
 def test_numeric_answers_accept_thousands_separators(monkeypatch, capsys):
     q = next(q for q in BANK if q["id"] == "token-budget")
-    assert quiz._numeric_correct("2,020", q) and quiz._numeric_correct(" 2020 ", q)
-    assert not quiz._numeric_correct("2021", q) and not quiz._numeric_correct("about 2000", q)
+    assert drill.drill._numeric_correct("2,020", q) and drill.drill._numeric_correct(" 2020 ", q)
+    assert not drill.drill._numeric_correct("2021", q) and not drill.drill._numeric_correct("about 2000", q)
 
 
 def test_order_is_random_and_seedable():
-    first = [q["id"] for q in quiz.choose_questions(BANK, 0, seed=7)]
-    again = [q["id"] for q in quiz.choose_questions(BANK, 0, seed=7)]
-    other = [q["id"] for q in quiz.choose_questions(BANK, 0, seed=8)]
+    first = [q["id"] for q in drill.choose_questions(BANK, 0, seed=7)]
+    again = [q["id"] for q in drill.choose_questions(BANK, 0, seed=7)]
+    other = [q["id"] for q in drill.choose_questions(BANK, 0, seed=8)]
     assert first == again and first != other
     assert sorted(first) == sorted(q["id"] for q in BANK)  # n = 0: every question once
-    assert len(quiz.choose_questions(BANK, 5, seed=1)) == 5
+    assert len(drill.choose_questions(BANK, 5, seed=1)) == 5
 
 
 def test_topic_filter(monkeypatch, capsys):
-    code, out, _ = drill(monkeypatch, capsys, ["--topic", "masks", "--n", "0", "--seed", "0"], ["", "n"] * 3)
+    code, out, _ = run_drill(monkeypatch, capsys, ["--topic", "masks", "--n", "0", "--seed", "0"], ["", "n"] * 3)
     assert code == 0
     headers = [line for line in out.splitlines() if line.startswith("[")]
-    assert len(headers) == 3 and all(quiz.TOPICS["masks"] in h for h in headers)
+    assert len(headers) == 3 and all(drill.TOPICS["masks"] in h for h in headers)
 
 
 def test_bad_arguments_exit_2_with_a_reason(monkeypatch, capsys):
-    code, _, err = drill(monkeypatch, capsys, ["--topic", "audio"], [])
+    code, _, err = run_drill(monkeypatch, capsys, ["--topic", "audio"], [])
     assert code == 2 and "unknown topic audio" in err and "whisper" in err
-    code, _, err = drill(monkeypatch, capsys, ["--n", "-1"], [])
+    code, _, err = run_drill(monkeypatch, capsys, ["--n", "-1"], [])
     assert code == 2 and "n must be 0" in err
 
 
 def test_input_that_ends_early_still_scores(monkeypatch, capsys):
-    chosen = quiz.choose_questions(BANK, 3, seed=5)
-    code, out, _ = drill(monkeypatch, capsys, ["--n", "3", "--seed", "5"], right_answers(chosen[:1]))
+    chosen = drill.choose_questions(BANK, 3, seed=5)
+    code, out, _ = run_drill(monkeypatch, capsys, ["--n", "3", "--seed", "5"], right_answers(chosen[:1]))
     assert code == 0
     assert "input ended after 1 of 3 questions" in out and "score: 1/1" in out
 
 
 def test_topics_and_sheet(monkeypatch, capsys):
-    code, out, _ = drill(monkeypatch, capsys, ["--topics"], [])
-    assert code == 0 and all(slug in out for slug in quiz.TOPICS)
-    code, out, _ = drill(monkeypatch, capsys, ["--sheet", "--topic", "training", "--n", "0"], [])
+    code, out, _ = run_drill(monkeypatch, capsys, ["--topics"], [])
+    assert code == 0 and all(slug in out for slug in drill.TOPICS)
+    code, out, _ = run_drill(monkeypatch, capsys, ["--sheet", "--topic", "training", "--n", "0"], [])
     assert code == 0
-    for q in quiz.questions(topic="training"):
+    for q in drill.questions(topic="training"):
         assert f"[{q['id']}] {q['question']}" in out
 
 
 def test_add_quiz_plugs_into_a_cli_parser():
     parser = argparse.ArgumentParser(prog="mmcourse")
-    quiz.add_quiz(parser.add_subparsers())
+    drill.add_quiz(parser.add_subparsers())
     args = parser.parse_args(["quiz", "--n", "2", "--seed", "3", "--topic", "vit"])
-    assert args.run is quiz.run_quiz and (args.n, args.seed, args.topic) == (2, 3, ["vit"])
+    assert args.run is drill.run_quiz and (args.n, args.seed, args.topic) == (2, 3, ["vit"])
 
 
 def test_as_a_command_with_piped_input(tmp_path):
-    chosen = quiz.choose_questions(BANK, 2, seed=11)
+    chosen = drill.choose_questions(BANK, 2, seed=11)
     answers = "".join(line + "\n" for line in right_answers(chosen))
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-m", "mmcourse.quiz", "--n", "2", "--seed", "11"], input=answers,
+    done = subprocess.run([sys.executable, "-m", "mmcourse.drill", "--n", "2", "--seed", "11"], input=answers,
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "score: 2/2" in done.stdout and "[2/2]" in done.stdout

@@ -1,7 +1,7 @@
 import torch
 
-from mmcourse import models
-from mmcourse.pipeline import TinyMultimodalQA, quadrant_assignment
+from mmcourse import tiers
+from mmcourse.models.tiny_qa import TinyMultimodalQA, quadrant_assignment
 
 
 def test_quadrant_assignment():
@@ -11,9 +11,9 @@ def test_quadrant_assignment():
 
 
 def test_pipeline_shapes_and_padding_invariance():
-    text, tok = models.load_text_encoder()
-    image, _ = models.load_image_encoder()
-    audio, _ = models.load_audio_encoder(seconds=3)
+    text, tok = tiers.load_text_encoder()
+    image, _ = tiers.load_image_encoder()
+    audio, _ = tiers.load_audio_encoder(seconds=3)
     model = TinyMultimodalQA(text, image, audio).eval()
     enc = tok(["where is the red shape", "where is the blue shape please now"], padding=True, return_tensors="pt")
     pixels = torch.randn(2, 3, 64, 64)

@@ -4,10 +4,15 @@
     mmcourse doctor --json    the same report as JSON
     mmcourse grade ASSIGNMENT  autograde every submission (instructors; run in the course folder)
     mmcourse validate NB.ipynb run a notebook's visible tests; exit 1 when one fails (students)
+    mmcourse quiz              drill interview questions (mmcourse.drill declares it)
 
 Each subcommand is two small functions: `add_<name>(subparsers)` declares its
 arguments and `run_<name>(args) -> exit code` does the work. To add one, write
 both and call `add_<name>` in `build_parser`.
+
+Where it sits: the top of mmcourse.classroom, the console script `mmcourse` (also `python -m
+mmcourse.classroom.cli`). `grade` calls scheduler.grade_class, `validate` nbgrader.validate_notebook;
+each imports its module only when run, so `mmcourse doctor` works where nbgrader is not installed.
 """
 
 from __future__ import annotations
@@ -58,9 +63,9 @@ def check_runtime() -> dict:
 
 def check_tiers() -> dict:
     """For each model tier, 'available' or why not."""
-    from mmcourse import models
+    from mmcourse import tiers
 
-    return models.tier_status()
+    return tiers.tier_status()
 
 
 def check_speech() -> str:
@@ -97,21 +102,21 @@ def _tiny_forward(kind: str, item: dict, device) -> tuple[tuple[int, ...], float
     """Load the tiny `kind` model, run one sample through it on `device`. → (output shape, seconds)."""
     import torch
 
-    from mmcourse import models, runtime
+    from mmcourse import runtime, tiers
 
     if kind == "text encoder":
-        model, tokenizer = models.load_text_encoder("tiny")
+        model, tokenizer = tiers.load_text_encoder("tiny")
         inputs = dict(tokenizer([item["caption"]], return_tensors="pt"))
     elif kind == "image encoder":
-        model, processor = models.load_image_encoder("tiny")
+        model, processor = tiers.load_image_encoder("tiny")
         image = item["image"].permute(1, 2, 0).numpy()  # (H, W, 3) uint8, as a photo would come
         inputs = {"pixel_values": processor(images=image, return_tensors="pt")["pixel_values"]}
     elif kind == "audio encoder":
-        model, extractor = models.load_audio_encoder("tiny")
+        model, extractor = tiers.load_audio_encoder("tiny")
         wave = item["caption_audio"].numpy()
         inputs = {"input_features": extractor(wave, sampling_rate=16000, return_tensors="pt")["input_features"]}
     elif kind == "text decoder":
-        model, tokenizer = models.load_text_decoder("tiny")
+        model, tokenizer = tiers.load_text_decoder("tiny")
         inputs = {"input_ids": tokenizer([item["caption"]], return_tensors="pt")["input_ids"]}
     else:
         raise ValueError(f"unknown model kind {kind!r}")
@@ -307,14 +312,14 @@ def add_grade(subparsers) -> None:
 def run_grade(args: argparse.Namespace) -> int:
     import signal
 
-    from mmcourse import autograde
+    from mmcourse.classroom import scheduler, worker
 
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up workers, as on Ctrl-C
-    limits = autograde.Limits(wall_seconds=args.timeout, cell_seconds=args.cell_timeout, memory_gb=args.memory_gb,
-                              max_output_mb=args.max_output_mb, isolate=not args.no_isolation,
-                              guard=not args.no_guard)
+    limits = worker.Limits(wall_seconds=args.timeout, cell_seconds=args.cell_timeout, memory_gb=args.memory_gb,
+                           max_output_mb=args.max_output_mb, isolate=not args.no_isolation,
+                           guard=not args.no_guard)
     try:
-        rows = autograde.grade_class(args.course, args.assignment, jobs=args.jobs, limits=limits,
+        rows = scheduler.grade_class(args.course, args.assignment, jobs=args.jobs, limits=limits,
                                      students=args.student, csv_path=args.csv, feedback=args.feedback,
                                      log=lambda line: print(line, flush=True))
     except (ValueError, FileNotFoundError, RuntimeError) as err:
@@ -325,7 +330,7 @@ def run_grade(args: argparse.Namespace) -> int:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     print(f"graded {len(rows)} submissions: {summary or 'none found'}")
-    status = autograde.exit_status(rows)
+    status = scheduler.exit_status(rows)
     if status:
         print("mmcourse grade: some submissions were not graded normally; see the status and reason columns",
               file=sys.stderr)
@@ -346,10 +351,10 @@ def add_validate(subparsers) -> None:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from mmcourse import classroom
+    from mmcourse.classroom.nbgrader import validate_notebook
 
     try:
-        results = classroom.validate_notebook(args.notebook, timeout=args.timeout)
+        results = validate_notebook(args.notebook, timeout=args.timeout)
     except FileNotFoundError as err:
         print(f"mmcourse validate: {err}", file=sys.stderr)
         return 2
@@ -385,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_doctor(subparsers)
     add_grade(subparsers)
     add_validate(subparsers)
-    from mmcourse.quiz import add_quiz  # the interview drill lives with its question bank
+    from mmcourse.drill import add_quiz  # the interview drill lives with its question bank
 
     add_quiz(subparsers)
     return parser

@@ -29,6 +29,7 @@ import warnings
 
 import torch
 
+from mmcourse import tiers
 from mmcourse.tokens import Tokens
 
 SAMPLE_RATE = 16_000
@@ -46,7 +47,7 @@ def _check_waveform(waveform: torch.Tensor, name: str = "waveform") -> None:
         raise TypeError(f"{name} must be a torch.Tensor of samples, got {type(waveform).__name__}{hint}")
     if not waveform.is_floating_point():
         raise TypeError(f"{name} has dtype {waveform.dtype}; convert integer PCM to float in [-1, 1] "
-                        f"first (int16: waveform.float() / 32768, or mmcourse.audio.to_float_mono)")
+                        f"first (int16: waveform.float() / 32768, or mmcourse.encoding.audio.to_float_mono)")
     if waveform.dim() == 0 or waveform.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(waveform.shape)}); pass at least one sample")
     peak = float(waveform.abs().amax())
@@ -55,7 +56,7 @@ def _check_waveform(waveform: torch.Tensor, name: str = "waveform") -> None:
                          f"zero when normalising silence), or replace them: torch.nan_to_num(w, 0.0, 0.0, 0.0)")
     if peak > MAX_AMPLITUDE:
         raise ValueError(f"{name} reaches {peak:g}, but float audio lies in [-1, 1]; integer PCM cast with .float() "
-                         f"must also be scaled (int16: / 32768, see mmcourse.audio.to_float_mono)")
+                         f"must also be scaled (int16: / 32768, see mmcourse.encoding.audio.to_float_mono)")
 
 
 # ---------------------------------------------------------------- reading and converting
@@ -176,7 +177,7 @@ def log_mel_spectrogram(waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, 
     _check_waveform(waveform)
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"Whisper features are defined at {SAMPLE_RATE} Hz, got sample_rate={sample_rate}; "
-                         f"resample first: mmcourse.audio.resample(waveform, {sample_rate}, {SAMPLE_RATE})")
+                         f"resample first: mmcourse.encoding.audio.resample(waveform, {sample_rate}, {SAMPLE_RATE})")
     mel = _mel_transform(sample_rate, n_mels).to(waveform.device)
     spec = mel(waveform.float())[..., :-1]  # Whisper drops the last STFT frame: 480 000 samples → 3000 frames
     log_spec = spec.clamp(min=1e-10).log10()
@@ -233,10 +234,8 @@ class AudioEncoder(torch.nn.Module):
 
     @classmethod
     def from_tier(cls, tier: str = "tiny", name: str | None = None, **kwargs) -> "AudioEncoder":
-        """Wrap `mmcourse.models.load_audio_encoder(tier, name, **kwargs)` (tiny: seconds=1..30; others 30 s)."""
-        from mmcourse.models import load_audio_encoder
-
-        model, _ = load_audio_encoder(tier, name, **kwargs)
+        """Wrap `mmcourse.tiers.load_audio_encoder(tier, name, **kwargs)` (tiny: seconds=1..30; others 30 s)."""
+        model, _ = tiers.load_audio_encoder(tier, name, **kwargs)
         return cls(model, seconds=kwargs.get("seconds", CHUNK_SECONDS), n_mels=model.config.num_mel_bins)
 
     @property
@@ -255,7 +254,7 @@ class AudioEncoder(torch.nn.Module):
                 _check_waveform(w, f"waveforms[{i}]")
                 if w.dim() != 1:
                     raise ValueError(f"waveforms[{i}] has shape {tuple(w.shape)}; each clip must be mono (T,). "
-                                     f"Mix stereo (C, T) with mmcourse.audio.to_float_mono(w)")
+                                     f"Mix stereo (C, T) with mmcourse.encoding.audio.to_float_mono(w)")
             lengths = torch.tensor([w.shape[0] for w in waveforms])
             return torch.stack([pad_or_trim(w, self.n_samples) for w in waveforms]), lengths
         _check_waveform(waveforms, "waveforms")
@@ -264,7 +263,7 @@ class AudioEncoder(torch.nn.Module):
                              f"pass a batch: [waveform] or waveform[None]")
         if waveforms.dim() != 2:
             raise ValueError(f"waveforms must be a list of (T,) clips or a (B, T) tensor, got shape "
-                             f"{tuple(waveforms.shape)}; mix channels first with mmcourse.audio.to_float_mono")
+                             f"{tuple(waveforms.shape)}; mix channels first with mmcourse.encoding.audio.to_float_mono")
         batch, length = waveforms.shape
         if num_samples is None:
             num_samples = torch.full((batch,), length)
@@ -285,7 +284,7 @@ class AudioEncoder(torch.nn.Module):
         """
         if sample_rate != SAMPLE_RATE:
             raise ValueError(f"the encoder expects {SAMPLE_RATE} Hz audio, got {sample_rate} Hz; resample first "
-                             f"with mmcourse.audio.resample(w, {sample_rate}, {SAMPLE_RATE})")
+                             f"with mmcourse.encoding.audio.resample(w, {sample_rate}, {SAMPLE_RATE})")
         batch, num_samples = self._batch(waveforms, num_samples)  # (B, n_samples), (B,)
         if bool((num_samples > self.n_samples).any()):
             longest = float(num_samples.max()) / SAMPLE_RATE

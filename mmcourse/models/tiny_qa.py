@@ -19,8 +19,8 @@ import math
 import torch
 import torch.nn as nn
 
-from mmcourse.audio import real_state_mask
-from mmcourse.text import masked_mean_pool
+from mmcourse.encoding.audio import real_state_mask
+from mmcourse.tokens import masked_mean
 
 
 def quadrant_assignment(grid: int) -> torch.Tensor:
@@ -51,8 +51,9 @@ class TinyMultimodalQA(nn.Module):
         num_samples (B,) real audio samples → logits (B, 4) and patch weights (B, N)."""
         text = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         audio = self.audio_encoder(input_features).last_hidden_state  # (B, F/2, width_a)
-        audio_mask = real_state_mask(num_samples, audio.shape[1])  # (B, F/2) True = real audio
-        q = self.query(torch.cat([masked_mean_pool(text, attention_mask), masked_mean_pool(audio, audio_mask)], dim=-1))
+        text_padding = attention_mask == 0  # (B, L) True = padding
+        audio_padding = ~real_state_mask(num_samples, audio.shape[1])  # (B, F/2) True = after the end of the sound
+        q = self.query(torch.cat([masked_mean(text, text_padding), masked_mean(audio, audio_padding)], dim=-1))
         patches = self.image_encoder(pixel_values=pixel_values).last_hidden_state[:, 1:]  # drop [CLS]: (B, N, width_i)
         k = self.key(patches)  # (B, N, d)
         scores = (k @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(k.shape[-1])  # (B, N)

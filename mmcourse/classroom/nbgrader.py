@@ -10,6 +10,10 @@ The course keeps nbgrader's standard layout (see nbgrader_config.py):
 
 These helpers drive nbgrader's Python API (`NbGraderAPI`) inside one process, which
 saves the ≈ 4 s start-up that every `nbgrader` command pays.
+
+Where it sits: the bottom of mmcourse.classroom. nbgrader_config.py loads HideTestTracebacks from here;
+the grader (worker.py, scheduler.py) opens its course folders with `open_course` and reads grades with
+`scores`; `mmcourse validate` is `validate_notebook`; the course's tests build classes with the rest.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ ASSIGNMENT_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
 
 def repo_root() -> Path:
     """The course repository this package was installed from (the folder holding nbgrader_config.py)."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]  # mmcourse/classroom/nbgrader.py → the repository
     if not (here / "nbgrader_config.py").is_file():
         raise FileNotFoundError(f"no nbgrader_config.py next to the mmcourse package in {here}; "
                                 f"install the course in editable mode (pip install -e .) from its repository")

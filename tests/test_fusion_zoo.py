@@ -62,7 +62,7 @@ def test_gated_cross_attention_is_identity_at_initialisation():
     out = block(inputs)
     assert torch.equal(out.states, inputs["text"].states), "tanh(0) = 0: the block starts as the identity"
     with torch.no_grad():
-        block.alpha_attn.fill_(1.0)
+        block.block.alpha_attn.fill_(1.0)
     assert not torch.allclose(block(inputs).states, inputs["text"].states)
     with pytest.raises(ValueError, match="query modality"):
         block({"image": inputs["image"]})
@@ -119,11 +119,11 @@ def test_errors_name_the_problem():
 
 def test_self_attention_block_matches_torch_transformer_layer():
     """EarlyFusion's block is the pre-norm transformer layer: equal to torch's with the same weights."""
-    from mmcourse.fusion.modules import SelfAttentionBlock
+    from mmcourse.fusion import Block
 
     torch.manual_seed(0)
     d, heads = 16, 4
-    ours = SelfAttentionBlock(d, heads).eval()
+    ours = Block(d, heads).eval()
     ref = torch.nn.TransformerEncoderLayer(d, heads, 4 * d, dropout=0.0, activation="gelu", batch_first=True,
                                            norm_first=True).eval()
     with torch.no_grad():
@@ -139,9 +139,41 @@ def test_self_attention_block_matches_torch_transformer_layer():
         x = torch.randn(3, 6, d)
         pad = torch.zeros(3, 6, dtype=torch.bool)
         pad[0, -2:] = True
-        got, want = ours(x, pad), ref(x, src_key_padding_mask=pad)
+        got, want = ours(x, padding_mask=pad), ref(x, src_key_padding_mask=pad)
     real = ~pad  # torch's fast path may write zeros at padded positions; compare the real tokens
     assert torch.allclose(got[real], want[real], atol=1e-5)
+
+
+def _copy_attention(ours, theirs) -> None:
+    theirs.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
+    theirs.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
+    theirs.out_proj.weight.copy_(ours.out_proj.weight)
+    theirs.out_proj.bias.copy_(ours.out_proj.bias)
+
+
+def test_decoder_block_matches_torch_transformer_decoder_layer():
+    """The same Block with self- and cross-attention and a causal mask is torch's pre-norm decoder layer."""
+    from mmcourse.fusion import Block
+
+    torch.manual_seed(0)
+    d, heads = 16, 4
+    ours = Block(d, heads, d_context=d).eval()
+    ref = torch.nn.TransformerDecoderLayer(d, heads, 4 * d, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True).eval()
+    with torch.no_grad():
+        _copy_attention(ours.attn, ref.self_attn)
+        _copy_attention(ours.cross_attn, ref.multihead_attn)
+        for mine, theirs in ((ours.norm_attn, ref.norm1), (ours.norm_cross, ref.norm2), (ours.norm_ffn, ref.norm3),
+                             (ours.ffn[0], ref.linear1), (ours.ffn[2], ref.linear2)):
+            theirs.weight.copy_(mine.weight)
+            theirs.bias.copy_(mine.bias)
+        x, memory = torch.randn(2, 5, d), torch.randn(2, 7, d)
+        memory_pad = torch.zeros(2, 7, dtype=torch.bool)
+        memory_pad[1, 4:] = True
+        got = ours(x, memory, memory_pad, causal=True)
+        future = torch.ones(5, 5, dtype=torch.bool).triu(1)  # torch: True = may NOT attend
+        want = ref(x, memory, tgt_mask=future, memory_key_padding_mask=memory_pad)
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_gated_cross_attention_at_init_only_the_gates_learn():
@@ -150,14 +182,14 @@ def test_gated_cross_attention_at_init_only_the_gates_learn():
     inputs = {"text": Tokens(torch.randn(2, 3, 8), torch.zeros(2, 3, dtype=torch.bool)),
               "image": Tokens(torch.randn(2, 5, 8), torch.zeros(2, 5, dtype=torch.bool))}
     (block(inputs).states ** 2).sum().backward()
-    assert block.alpha_attn.grad.abs() > 0, "the attention gate must receive a gradient at initialisation"
-    assert torch.count_nonzero(block.attn.q_proj.weight.grad) == 0, "tanh(0) = 0 blocks the attention's gradient"
+    assert block.block.alpha_attn.grad.abs() > 0, "the attention gate must receive a gradient at initialisation"
+    assert torch.count_nonzero(block.block.attn.q_proj.weight.grad) == 0, "tanh(0) = 0 blocks the attention's gradient"
 
 
 def test_count_flops_counts_matmuls_and_cpu_attention():
     import torch.nn.functional as F
 
-    from mmcourse.fusion.modules import count_flops
+    from mmcourse.fusion.zoo import count_flops
 
     assert count_flops(torch.nn.Linear(3, 5), torch.randn(10, 3)) == 2 * 10 * 3 * 5
     b, h, lq, lk, dh = 2, 4, 7, 11, 8
@@ -179,7 +211,7 @@ def test_count_flops_counts_matmuls_and_cpu_attention():
 
 
 def test_tensor_product_holds_every_term():
-    from mmcourse.fusion.modules import tensor_product
+    from mmcourse.fusion.zoo import tensor_product
 
     a, b, c = torch.randn(2, 3), torch.randn(2, 4), torch.randn(2, 2)
     ones = torch.ones(2, 1)

@@ -3,7 +3,7 @@
 nbgrader runs the hidden tests in the student's own kernel, after the student's code. That code
 can monkeypatch torch, numpy or mmcourse.grading, redefine the check helpers, shadow builtins,
 or hook IPython (input/AST transformers, pre_run_cell events, a custom exception handler that
-swallows the test's AssertionError). The grader (mmcourse.autograde.GuardedExecute) therefore
+swallows the test's AssertionError). The grader (mmcourse.classroom.execute.GuardedExecute) therefore
 injects, only while grading, two kinds of cells:
 
     setup   before any student code: imports what the instructor's notebook imports and takes

@@ -1,4 +1,4 @@
-"""Text: a tokenizer for the tiny tier, attention masks, pooling, and the text encoder.
+"""Text: attention masks, pooling, and the text encoder (the tiny tier's WordPiece tokenizer is in mmcourse.data).
 
 A text encoder turns strings into token ids with a tokenizer, then into one vector
 per token (B, L, D). Batches are padded to the longest text, so everything after the
@@ -14,44 +14,11 @@ token, 0 = padding (Hugging Face's convention).
 
 from __future__ import annotations
 
-import functools
-import string
-
 import torch
 
-from mmcourse.data import VOCABULARY
-from mmcourse.tokens import Tokens
-
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-
-
-# ---------------------------------------------------------------- the tiny tier's tokenizer
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_vocabulary() -> tuple[str, ...]:
-    """The tiny tier's WordPiece vocabulary, the same on every machine.
-
-    Special tokens first, then the dataset's words, then single letters, digits and
-    punctuation, then continuation pieces (##a … ##z), each group sorted. Any lowercase
-    word can be spelled with the pieces, so nothing English becomes [UNK].
-    """
-    chars = sorted(set(string.ascii_lowercase + string.digits + ".,?!'-"))
-    words = [w for w in VOCABULARY if w not in chars]
-    pieces = sorted("##" + c for c in string.ascii_lowercase + string.digits)
-    return tuple(SPECIAL_TOKENS) + tuple(words) + tuple(chars) + tuple(pieces)
-
-
-def tiny_tokenizer():
-    """A BERT WordPiece tokenizer over `tiny_vocabulary()`, built offline.
-
-    It is built from an in-memory vocab dict: `BertTokenizer(vocab_file=...)` silently
-    ignores the file in transformers 5 (every word becomes [UNK]).
-    """
-    from transformers import BertTokenizer
-
-    vocab = {token: i for i, token in enumerate(tiny_vocabulary())}
-    return BertTokenizer(vocab=vocab, do_lower_case=True, model_max_length=128)
+from mmcourse import tiers
+from mmcourse.data import SPECIAL_TOKENS, tiny_tokenizer, tiny_vocabulary  # noqa: F401 - re-exported: the tiny tier's tokenizer
+from mmcourse.tokens import Tokens, masked_mean
 
 
 # ---------------------------------------------------------------- masks
@@ -119,14 +86,14 @@ def masked_mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torc
             f"attention_mask must be (B, L) = {tuple(hidden.shape[:2])} to match hidden {tuple(hidden.shape)}, "
             f"got {tuple(attention_mask.shape)}; pass the mask that the tokenizer returned with this batch"
         )
-    weights = attention_mask.to(hidden.device, hidden.dtype).unsqueeze(-1)  # (B, L, 1)
-    counts = weights.sum(dim=1)  # (B, 1)
-    if bool((counts == 0).any()):
-        row = int((counts[:, 0] == 0).nonzero()[0])
+    padding_mask = attention_mask.to(hidden.device) == 0  # (B, L) True = padding
+    empty = padding_mask.all(dim=1)
+    if bool(empty.any()):
+        row = int(empty.nonzero()[0])
         raise ValueError(f"row {row} of attention_mask has no real token; every text needs at least one. "
                          f"If you passed a padding mask (True = padding, e.g. Tokens.padding_mask), "
                          f"invert it: pass ~padding_mask or tokens.attention_mask")
-    return (hidden * weights).sum(dim=1) / counts  # (B, D)
+    return masked_mean(hidden, padding_mask)  # (B, D)
 
 
 # ---------------------------------------------------------------- the encoder
@@ -182,11 +149,9 @@ class TextEncoder(torch.nn.Module):
 
     @classmethod
     def from_tier(cls, tier: str = "tiny", name: str | None = None, **kwargs) -> "TextEncoder":
-        """Load with `mmcourse.models.load_text_encoder(tier, name, **kwargs)`; `max_length` goes to the wrapper."""
-        from mmcourse.models import load_text_encoder
-
+        """Load with `mmcourse.tiers.load_text_encoder(tier, name, **kwargs)`; `max_length` goes to the wrapper."""
         max_length = kwargs.pop("max_length", None)
-        model, tokenizer = load_text_encoder(tier, name, **kwargs)
+        model, tokenizer = tiers.load_text_encoder(tier, name, **kwargs)
         return cls(model, tokenizer, max_length=max_length)
 
     @property

@@ -36,6 +36,7 @@ import PIL.Image
 import torch
 import torch.nn.functional as F
 
+from mmcourse import tiers
 from mmcourse.tokens import Tokens
 
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
@@ -58,8 +59,12 @@ def _channels_first(image: torch.Tensor, torch_layout: bool, where: str) -> torc
                      + ("; a batch of grey images (B, H, W) needs images.unsqueeze(1)" if torch_layout else ""))
 
 
-def _as_chw(image, where: str) -> torch.Tensor:
-    """A PIL image, numpy array or tensor → a (C, H, W) tensor, C in (1, 3, 4), uint8 or float32."""
+def as_chw(image, where: str = "the image") -> torch.Tensor:
+    """A PIL image, numpy array or tensor → a (C, H, W) tensor, C in (1, 3, 4), uint8 or float32 in [0, 1].
+
+    The one image-layout parser of the course (preprocess_images and viz use it): (C, H, W) or (H, W, C), the
+    channels found by their size (1, 3 or 4); when both ends could be channels, a torch tensor is read as
+    (C, H, W) and an array as (H, W, C). Float rounding errors up to 1e-3 outside [0, 1] are clipped."""
     if isinstance(image, PIL.Image.Image):
         has_alpha = "A" in image.getbands() or "transparency" in image.info
         rgb = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))  # "L", "P", "CMYK" … → RGB(A)
@@ -87,13 +92,14 @@ def _as_chw(image, where: str) -> torch.Tensor:
         if not bool(torch.isfinite(image).all()):
             raise ValueError(f"{where} contains NaN or infinite values")
         low, high = float(image.min()), float(image.max())
-        if high > 1:
+        if high > 1 + 1e-3:
             raise ValueError(f"{where} is a float image with values up to {high:.4g}; float images must lie in "
                              f"[0, 1]. If these are 0..255 pixels, divide by 255 (image / 255) or pass uint8")
-        if low < 0:
+        if low < -1e-3:
             raise ValueError(f"{where} is a float image with values down to {low:.4g}; float images must lie in "
                              f"[0, 1]. It looks normalised already: give ImageEncoder the pixel_values directly, "
                              f"or undo the normalisation (x * std + mean)")
+        image = image.clamp(0.0, 1.0)
     return image
 
 
@@ -131,7 +137,7 @@ def _resize(image: torch.Tensor, size: int) -> torch.Tensor:
 # ---------------------------------------------------------------- preprocessing
 
 
-def _image_list(images) -> list:
+def image_list(images) -> list:
     """One image, a list of images, or a batch (4-D tensor or array) → a list of single images."""
     if isinstance(images, (list, tuple)):
         for i, image in enumerate(images):
@@ -172,8 +178,8 @@ def preprocess_images(images, size: int = 224, mean: Sequence[float] = (0.5, 0.5
     if min(std) <= 0:
         raise ValueError(f"std must be positive, got {std}")
     batch = []
-    for i, image in enumerate(_image_list(images)):
-        image = _as_chw(image, f"image {i}")  # (C, H, W), uint8 or float in [0, 1]
+    for i, image in enumerate(image_list(images)):
+        image = as_chw(image, f"image {i}")  # (C, H, W), uint8 or float in [0, 1]
         image = _to_uint8(_to_rgb(image))  # (3, H, W) uint8
         batch.append(_resize(image, size))  # (3, size, size) uint8
     pixels = torch.stack(batch).float() / 255  # rescale: (B, 3, size, size) in [0, 1]
@@ -253,11 +259,9 @@ class ImageEncoder(torch.nn.Module):
 
     @classmethod
     def from_tier(cls, tier: str = "tiny", name: str | None = None, **kwargs) -> "ImageEncoder":
-        """Load with mmcourse.models.load_image_encoder (kwargs go there, e.g. attn_implementation="eager");
+        """Load with mmcourse.tiers.load_image_encoder (kwargs go there, e.g. attn_implementation="eager");
         size, mean and std come from the returned image processor."""
-        from mmcourse.models import load_image_encoder
-
-        model, processor = load_image_encoder(tier, name, **kwargs)
+        model, processor = tiers.load_image_encoder(tier, name, **kwargs)
         size = processor.size
         if size["height"] is None or size["height"] != size["width"]:
             raise ValueError(f"ImageEncoder needs a processor that resizes to a square, got size={size}")

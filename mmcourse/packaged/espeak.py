@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torchaudio
 
-INSTALL_HINT = 'pip install "mmcourse[packaged]"'
+from mmcourse.packaged.pins import INSTALL_HINT
 
 # Constants from espeak-ng's speak_lib.h.
 AUDIO_OUTPUT_SYNCHRONOUS = 2  # espeak_Synth returns after the callback saw every sample

@@ -30,78 +30,19 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from mmcourse.fusion.attention import MultiHeadCrossAttention
-from mmcourse.tokens import Tokens
+from mmcourse.fusion.blocks import Block, CrossAttentionBlock
+from mmcourse.fusion.projector import ModalityProjection, Projector
+from mmcourse.tokens import Tokens, check_modalities, masked_mean
 
 
 def pool(tokens: Tokens) -> torch.Tensor:
     """Masked mean over the real tokens: Tokens (B, L, D) → (B, D)."""
-    keep = (~tokens.padding_mask).to(tokens.states.dtype).unsqueeze(-1)  # (B, L, 1)
-    return (tokens.states * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+    return masked_mean(tokens.states, tokens.padding_mask)
 
 
 def concat(tokens: list[Tokens]) -> Tokens:
     """Join token sequences along the length: [(B, L_i, D)] → (B, ΣL_i, D)."""
     return Tokens(torch.cat([t.states for t in tokens], dim=1), torch.cat([t.padding_mask for t in tokens], dim=1))
-
-
-class FeedForward(nn.Sequential):
-    """The transformer MLP: (…, d) → (…, d)."""
-
-    def __init__(self, d: int, mult: int = 4):
-        super().__init__(nn.Linear(d, mult * d), nn.GELU(), nn.Linear(mult * d, d))
-
-
-class ModalityProjection(nn.Module):
-    """Bring every modality to d_model and tag it: W_m x + e_m (e_m a learned modality embedding)."""
-
-    def __init__(self, widths: dict[str, int], d_model: int):
-        super().__init__()
-        if not widths:
-            raise ValueError("a fusion module needs at least one modality, e.g. {'text': 64, 'image': 64}")
-        self.widths = dict(widths)
-        self.proj = nn.ModuleDict({m: nn.Linear(w, d_model) for m, w in widths.items()})
-        self.embedding = nn.ParameterDict({m: nn.Parameter(torch.zeros(d_model)) for m in widths})
-
-    def forward(self, inputs: dict[str, Tokens]) -> dict[str, Tokens]:
-        check_inputs(inputs, self.widths)
-        return {m: Tokens(self.proj[m](t.states) + self.embedding[m], t.padding_mask) for m, t in inputs.items()}
-
-
-def check_inputs(inputs: dict[str, Tokens], widths: dict[str, int]) -> None:
-    """Known modalities, the widths the module was built for, one batch size."""
-    if not inputs:
-        raise ValueError(f"no modality given; expected some of {sorted(widths)}")
-    unknown = set(inputs) - set(widths)
-    if unknown:
-        raise ValueError(f"unknown modalities {sorted(unknown)}; this module was built for {sorted(widths)}")
-    for m, t in inputs.items():
-        if not isinstance(t, Tokens):
-            raise TypeError(f"inputs[{m!r}] must be mmcourse.tokens.Tokens(states, padding_mask), got {type(t).__name__}")
-        if t.states.shape[-1] != widths[m]:
-            raise ValueError(f"{m} tokens have width {t.states.shape[-1]}, but the module was built for {widths[m]}")
-    sizes = {m: t.states.shape[0] for m, t in inputs.items()}
-    if len(set(sizes.values())) > 1:
-        raise ValueError(f"modalities have different batch sizes: {sizes}")
-
-
-class SelfAttentionBlock(nn.Module):
-    """A pre-norm transformer block (as in GPT-2 / nanoGPT), padding-aware: (B, L, d) → (B, L, d).
-
-        x = x + Attention(LN(x), LN(x))      every token attends to every real token
-        x = x + FFN(LN(x))
-    """
-
-    def __init__(self, d_model: int, n_heads: int):
-        super().__init__()
-        self.norm_attn, self.norm_ffn = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attn = MultiHeadCrossAttention(d_model, d_model, d_model, n_heads)  # self-attention: context = x
-        self.ffn = FeedForward(d_model)
-
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        h = self.norm_attn(x)
-        x = x + self.attn(h, h, padding_mask)
-        return x + self.ffn(self.norm_ffn(x))
 
 
 class EarlyFusion(nn.Module):
@@ -114,13 +55,13 @@ class EarlyFusion(nn.Module):
     def __init__(self, widths: dict[str, int], d_model: int, n_heads: int = 4, n_layers: int = 1):
         super().__init__()
         self.project = ModalityProjection(widths, d_model)
-        self.blocks = nn.ModuleList(SelfAttentionBlock(d_model, n_heads) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(Block(d_model, n_heads) for _ in range(n_layers))
 
     def forward(self, inputs: dict[str, Tokens]) -> Tokens:
         joint = concat(list(self.project(inputs).values()))  # (B, ΣL, d)
         x = joint.states
         for block in self.blocks:
-            x = block(x, joint.padding_mask)
+            x = block(x, padding_mask=joint.padding_mask)
         return Tokens(x, joint.padding_mask)
 
 
@@ -130,11 +71,10 @@ class LateFusion(nn.Module):
     def __init__(self, widths: dict[str, int], d_model: int):
         super().__init__()
         self.widths = dict(widths)
-        self.branch = nn.ModuleDict({m: nn.Sequential(nn.Linear(w, d_model), nn.GELU(), nn.Linear(d_model, d_model))
-                                     for m, w in widths.items()})
+        self.branch = nn.ModuleDict({m: Projector(w, d_model, hidden=d_model) for m, w in widths.items()})
 
     def forward(self, inputs: dict[str, Tokens]) -> Tokens:
-        check_inputs(inputs, self.widths)
+        check_modalities(inputs, self.widths)
         vectors = torch.stack([self.branch[m](pool(t)) for m, t in inputs.items()], dim=1)  # (B, M, d)
         fused = vectors.mean(dim=1, keepdim=True)
         return Tokens(fused, torch.zeros(fused.shape[:2], dtype=torch.bool, device=fused.device))
@@ -174,7 +114,7 @@ class TensorFusion(nn.Module):
         self.out = nn.Linear((k + 1) ** len(widths), d_model)
 
     def forward(self, inputs: dict[str, Tokens]) -> Tokens:
-        check_inputs(inputs, self.widths)
+        check_modalities(inputs, self.widths)
         any_tokens = next(iter(inputs.values())).states
         b = any_tokens.shape[0]
         # a fixed order, so the flattened product always means the same
@@ -199,7 +139,7 @@ class LowRankFusion(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_model))
 
     def forward(self, inputs: dict[str, Tokens]) -> Tokens:
-        check_inputs(inputs, self.widths)
+        check_modalities(inputs, self.widths)
         any_tokens = next(iter(inputs.values())).states
         b = any_tokens.shape[0]
         product = None
@@ -231,14 +171,10 @@ class GatedCrossAttention(nn.Module):
         self.enter = nn.Identity() if widths[query] == d_model else nn.Linear(widths[query], d_model)
         self.context = ModalityProjection({m: w for m, w in widths.items() if m != query}, d_model)
         self.norm_context = nn.LayerNorm(d_model)
-        self.norm_attn, self.norm_ffn = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attn = MultiHeadCrossAttention(d_model, d_model, d_model, n_heads)
-        self.ffn = FeedForward(d_model)
-        self.alpha_attn = nn.Parameter(torch.zeros(()))
-        self.alpha_ffn = nn.Parameter(torch.zeros(()))
+        self.block = Block(d_model, n_heads, d_context=d_model, self_attention=False, gated=True)
 
     def forward(self, inputs: dict[str, Tokens], return_weights: bool = False):
-        check_inputs(inputs, self.widths)
+        check_modalities(inputs, self.widths)
         if self.query not in inputs:
             raise ValueError(f"GatedCrossAttention needs its query modality {self.query!r}")
         others = {m: t for m, t in inputs.items() if m != self.query}
@@ -246,10 +182,7 @@ class GatedCrossAttention(nn.Module):
             raise ValueError(f"GatedCrossAttention needs at least one modality besides {self.query!r}")
         x = self.enter(inputs[self.query].states)  # (B, Lq, d)
         context = concat(list(self.context(others).values()))  # (B, Lc, d)
-        attended, weights = self.attn(self.norm_attn(x), self.norm_context(context.states), context.padding_mask,
-                                      return_weights=True)
-        x = x + torch.tanh(self.alpha_attn) * attended
-        x = x + torch.tanh(self.alpha_ffn) * self.ffn(self.norm_ffn(x))
+        x, weights = self.block(x, self.norm_context(context.states), context.padding_mask, return_weights=True)
         out = Tokens(x, inputs[self.query].padding_mask)
         return (out, weights) if return_weights else out
 
@@ -271,17 +204,14 @@ class QueryResampler(nn.Module):
         self.project = ModalityProjection(widths, d_model)
         self.queries = nn.Parameter(torch.randn(n_queries, d_model) * 0.02)
         self.norm_context = nn.LayerNorm(d_model)
-        self.layers = nn.ModuleList(nn.ModuleDict({
-            "norm_q": nn.LayerNorm(d_model), "attn": MultiHeadCrossAttention(d_model, d_model, d_model, n_heads),
-            "norm_ffn": nn.LayerNorm(d_model), "ffn": FeedForward(d_model)}) for _ in range(n_layers))
+        self.layers = nn.ModuleList(CrossAttentionBlock(d_model, d_model, n_heads) for _ in range(n_layers))
 
     def forward(self, inputs: dict[str, Tokens]) -> Tokens:
         context = concat(list(self.project(inputs).values()))  # (B, ΣL, d)
         keys = self.norm_context(context.states)
         x = self.queries.expand(context.states.shape[0], -1, -1)  # (B, n_queries, d)
         for layer in self.layers:
-            x = x + layer["attn"](layer["norm_q"](x), keys, context.padding_mask)
-            x = x + layer["ffn"](layer["norm_ffn"](x))
+            x = layer(x, keys, context.padding_mask)
         return Tokens(x, torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device))
 
 
@@ -298,8 +228,8 @@ class GraphFusion(nn.Module):
     def __init__(self, widths: dict[str, int], d_model: int, steps: int = 2):
         super().__init__()
         self.project = ModalityProjection(widths, d_model)
-        self.message = nn.Sequential(nn.Linear(2 * d_model, d_model), nn.GELU(), nn.Linear(d_model, d_model))
-        self.update = nn.Sequential(nn.Linear(2 * d_model, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+        self.message = Projector(2 * d_model, d_model, hidden=d_model)
+        self.update = Projector(2 * d_model, d_model, hidden=d_model)
         self.norm = nn.LayerNorm(d_model)
         self.steps = steps
 

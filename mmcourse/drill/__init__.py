@@ -1,0 +1,30 @@
+"""The interview drill: a question bank whose every number is computed by the package, and `mmcourse quiz`.
+
+    from mmcourse import drill
+    bank = drill.load_bank()                          # the questions of mmcourse/drill/questions.json
+    drill.verify(bank[0])                             # recompute every number its answer states
+    print(drill.as_markdown(topic="contrastive"))     # a study sheet for one topic
+    $ mmcourse quiz --n 10 --topic vit --seed 1       # a drill in the terminal, score at the end
+
+From the bottom up, one idea per module:
+
+    facts.py         FACTS: the functions a check may call, each computing a number with mmcourse's own code
+    answers.py       numbers in answers: find them, evaluate the checks that claim them, say which are uncovered
+    bank.py          the bank: topics, schema validation, loading, selecting, study sheets in Markdown
+    drill.py         the terminal drill behind `mmcourse quiz`
+    __main__.py      `python -m mmcourse.drill`: the same drill
+    questions.json   the bank itself (data)
+
+The self-check quiz of notebook 13 is NOT here: its answer key lives only in the notebook's hidden
+tests, so that the released course does not carry it.
+"""
+
+from mmcourse.drill.answers import (claim_holds, evaluate, numbers_in, parse_number, uncovered_numbers,
+                                    verify)
+from mmcourse.drill.bank import BANK_PATH, TOPICS, as_markdown, checks_markdown, load_bank, questions, validate_bank
+from mmcourse.drill.drill import add_quiz, choose_questions, main, run_quiz
+from mmcourse.drill.facts import FACTS, SAFE_NAMES
+
+__all__ = ["FACTS", "SAFE_NAMES", "parse_number", "numbers_in", "uncovered_numbers", "evaluate", "claim_holds",
+           "verify", "BANK_PATH", "TOPICS", "validate_bank", "load_bank", "questions", "checks_markdown",
+           "as_markdown", "add_quiz", "choose_questions", "run_quiz", "main"]

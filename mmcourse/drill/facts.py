@@ -1,0 +1,361 @@
+"""The facts the bank's answers are checked against: small functions that compute each number with the
+package's own code (patchify, log_mel_spectrogram, LogitScale, TensorFusion, scaled_dot_product_attention, ...)
+or with mmcourse.metrics. A check's `expr` in questions.json may call exactly these (FACTS) and SAFE_NAMES.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mmcourse.data import QUADRANTS
+from mmcourse.decoding import IGNORE_INDEX, filter_logits
+from mmcourse.encoding import audio
+from mmcourse.encoding.vision import patchify, preprocess_images, resize_position_embeddings
+from mmcourse.fusion.attention import scaled_dot_product_attention
+from mmcourse.fusion.contrastive import LogitScale, clip_loss, recall_at_k
+from mmcourse.fusion.zoo import GatedCrossAttention, LowRankFusion, QueryResampler, TensorFusion
+from mmcourse.metrics import bleu, chair, clip_score, vqa_accuracy, word_count, word_error_rate
+from mmcourse.tokens import Tokens
+
+# Each computes a number with the package's own code; the answers' numbers are checked against them.
+# transformers' default configs are the base checkpoints' (ViTConfig: vit-base-patch16-224, BertConfig:
+# bert-base-uncased, WhisperConfig: whisper-tiny), so they stand in for those checkpoints offline.
+
+
+def vit_tokens(image_size: int, patch_size: int, cls: bool = True) -> int:
+    """Tokens a ViT makes of an image: patchify's (S / P)² patches, + 1 [CLS] if cls."""
+    return patchify(torch.zeros(1, 3, image_size, image_size), patch_size).shape[1] + int(cls)
+
+
+def vit_grid(image_size: int, patch_size: int) -> int:
+    """Patches per side: S / P."""
+    return math.isqrt(vit_tokens(image_size, patch_size, cls=False))
+
+
+def patch_values(patch_size: int, channels: int = 3) -> int:
+    """Values in one flattened patch: C · P · P."""
+    return patchify(torch.zeros(1, channels, patch_size, patch_size), patch_size).shape[2]
+
+
+def image_channels() -> int:
+    """Channels of pixel_values, even for a grey photo (preprocess_images makes every image RGB)."""
+    import PIL.Image
+
+    return preprocess_images(PIL.Image.new("L", (8, 8)), size=8).shape[1]
+
+
+def vit_base_image_size() -> int:
+    from transformers import ViTConfig
+
+    return ViTConfig().image_size
+
+
+def default_normalisation() -> float:
+    """The mean (= std) with which preprocess_images normalises: pixel_values 0 is a pixel of this value."""
+    import inspect
+
+    defaults = inspect.signature(preprocess_images).parameters
+    mean, std = defaults["mean"].default, defaults["std"].default
+    if len(set(mean) | set(std)) != 1:
+        raise ValueError(f"expected mean = std, the same for every channel; got mean {mean}, std {std}")
+    return mean[0]
+
+
+def vit_base_width() -> int:
+    from transformers import ViTConfig
+
+    return ViTConfig().hidden_size
+
+
+def bert_base_width() -> int:
+    from transformers import BertConfig
+
+    return BertConfig().hidden_size
+
+
+def whisper_tiny_width() -> int:
+    from transformers import WhisperConfig
+
+    return WhisperConfig().d_model
+
+
+def wav2vec2_stride() -> int:
+    """Samples per frame of wav2vec 2.0's CNN feature encoder (the product of its strides)."""
+    from transformers import Wav2Vec2Config
+
+    return math.prod(Wav2Vec2Config().conv_stride)
+
+
+def patch_embedding_parameters(patch_size: int, width: int, channels: int = 3) -> int:
+    """Parameters of Conv2d(C, D, kernel_size=P, stride=P), the patch embedding."""
+    conv = torch.nn.Conv2d(channels, width, patch_size, stride=patch_size)
+    return sum(p.numel() for p in conv.parameters())
+
+
+def interpolated_positions(trained_size: int, new_size: int, patch_size: int) -> int:
+    """Position embeddings after resizing a ViT's grid from trained_size to new_size pixels."""
+    g = vit_grid(trained_size, patch_size)
+    return resize_position_embeddings(torch.zeros(1, 1 + g * g, 4), vit_grid(new_size, patch_size)).shape[1]
+
+
+# Whisper's front end: constants of mmcourse.encoding.audio and shapes of its log-mel features.
+def sample_rate_khz() -> float:
+    return audio.SAMPLE_RATE / 1000
+
+
+def window_seconds() -> int:
+    return audio.CHUNK_SECONDS
+
+
+def n_fft() -> int:
+    return audio.N_FFT
+
+
+def hop_length() -> int:
+    return audio.HOP_LENGTH
+
+
+def stft_window_ms() -> float:
+    return 1000 * audio.N_FFT / audio.SAMPLE_RATE
+
+
+def hop_ms() -> float:
+    return 1000 * audio.HOP_LENGTH / audio.SAMPLE_RATE
+
+
+def stft_bins() -> int:
+    """Frequency bins of one STFT frame: n_fft // 2 + 1."""
+    window = torch.hann_window(audio.N_FFT)
+    spectrum = torch.stft(torch.zeros(audio.N_FFT), audio.N_FFT, audio.HOP_LENGTH, window=window, return_complex=True)
+    return spectrum.shape[0]
+
+
+def whisper_samples(seconds: float) -> int:
+    return audio.pad_or_trim(torch.zeros(1), int(seconds * audio.SAMPLE_RATE)).shape[-1]
+
+
+def whisper_frames(seconds: float) -> int:
+    """Log-mel frames of a `seconds` window."""
+    return audio.log_mel_spectrogram(audio.pad_or_trim(torch.zeros(1), whisper_samples(seconds))).shape[-1]
+
+
+def whisper_states(seconds: float) -> int:
+    """Encoder states of a `seconds` window: the stride-2 convolution halves the frames."""
+    return audio.frames_to_states(whisper_frames(seconds))
+
+
+def mel_bins() -> int:
+    return audio.log_mel_spectrogram(torch.zeros(audio.N_FFT)).shape[-2]
+
+
+def state_ms() -> float:
+    """Milliseconds of audio per encoder state."""
+    return 1000 * audio.CHUNK_SECONDS / whisper_states(audio.CHUNK_SECONDS)
+
+
+def whisper_log_range() -> float:
+    """How far below its maximum Whisper clamps the log10 power: the range of a padded clip's features × 4."""
+    t = torch.arange(audio.SAMPLE_RATE) / audio.SAMPLE_RATE
+    features = audio.log_mel_spectrogram(audio.pad_or_trim(0.5 * torch.sin(2 * math.pi * 440 * t)))  # 1 s tone
+    return round(float(features.max() - features.min()) * 4, 4)  # features are (log10 + 4) / 4
+
+
+def real_states(seconds: float, window: int = 30) -> int:
+    """Encoder states that hold a `seconds` clip in a `window`-second window (audio.real_state_mask)."""
+    samples = torch.tensor([int(seconds * audio.SAMPLE_RATE)])
+    return int(audio.real_state_mask(samples, whisper_states(window)).sum())
+
+
+# Discrete tokens and decoders: arithmetic on the settings an answer states.
+def codec_frames_per_second(sample_rate: int, hop: int) -> float:
+    return sample_rate / hop
+
+
+def codec_tokens_per_second(sample_rate: int, hop: int, n_codebooks: int) -> float:
+    """Residual vector quantisation: each frame becomes n_codebooks tokens."""
+    return codec_frames_per_second(sample_rate, hop) * n_codebooks
+
+
+def codebook_bits(size: int) -> float:
+    return math.log2(size)
+
+
+def vq_image_tokens(image_size: int, factor: int) -> int:
+    """Codes of a VQ image tokenizer that downsamples by `factor`: (S / f)²."""
+    return (image_size // factor) ** 2
+
+
+def image_values(image_size: int, channels: int = 3) -> int:
+    return image_size * image_size * channels
+
+
+def latent_values(image_size: int, factor: int, channels: int) -> int:
+    """Values of a VAE latent (S / f) × (S / f) × channels."""
+    return (image_size // factor) ** 2 * channels
+
+
+def ignore_index() -> int:
+    """The label that cross-entropy skips (prompt, image and padding positions)."""
+    return IGNORE_INDEX
+
+
+def llm_sequence_length(n_text: int, image_size: int | None = None, patch_size: int = 14,
+                        audio_seconds: float | None = None, audio_pool: int = 1) -> int:
+    """Positions an LLM reads when image patches (LLaVA-style: no [CLS]) and Whisper states
+    (pooled by `audio_pool`, as Qwen-Audio pools by 2) are spliced in with n_text text tokens."""
+    length = n_text
+    if image_size is not None:
+        length += vit_tokens(image_size, patch_size, cls=False)
+    if audio_seconds is not None:
+        if not 0 < audio_seconds <= audio.CHUNK_SECONDS:
+            raise ValueError(f"audio_seconds must be in (0, {audio.CHUNK_SECONDS}], Whisper's window; "
+                             f"got {audio_seconds}")
+        length += whisper_states(audio_seconds) // audio_pool
+    return length
+
+
+# Attention and fusion: counted on mmcourse.fusion's functions and modules.
+def attention_scores(n_query: int, n_key: int) -> int:
+    """Entries of the attention-weight matrix (per head, per layer), from scaled_dot_product_attention."""
+    q, k = torch.zeros(1, 1, n_query, 1), torch.zeros(1, 1, n_key, 1)
+    return scaled_dot_product_attention(q, k, k, return_weights=True)[1].numel()
+
+
+def concat_attention_scores(n_text: int, n_image: int) -> int:
+    """Self-attention over the concatenated sequence: every token scores every token."""
+    return attention_scores(n_text + n_image, n_text + n_image)
+
+
+def cross_attention_scores(n_text: int, n_image: int) -> int:
+    """Text self-attention plus text → image cross-attention (Flamingo-style)."""
+    return attention_scores(n_text, n_text) + attention_scores(n_text, n_image)
+
+
+def padding_key_weight() -> float:
+    """The attention weight a padded key receives (key_padding_mask True = padding)."""
+    q, k = torch.randn(1, 1, 2, 4), torch.randn(1, 1, 3, 4)
+    padding = torch.tensor([[False, False, True]])
+    return float(scaled_dot_product_attention(q, k, k, padding, return_weights=True)[1][..., 2].abs().max())
+
+
+def logit_scale_init() -> float:
+    """CLIP's initial logit scale, 1 / 0.07."""
+    with torch.no_grad():
+        return float(LogitScale()())
+
+
+def logit_scale_max() -> float:
+    """The clamp on CLIP's logit scale: what LogitScale returns for a tiny temperature."""
+    with torch.no_grad():
+        return float(LogitScale(temperature=1e-4)())
+
+
+def clip_logit_scale(log_scale: float) -> float:
+    """The scale CLIP multiplies cosines by when its parameter (log 1/τ) is `log_scale`: min(e^t, 100)."""
+    scale = LogitScale()
+    with torch.no_grad():
+        scale.log_scale.fill_(log_scale)
+        return float(scale())
+
+
+def clip_loss_at_chance(batch_size: int) -> float:
+    """The CLIP loss when all logits are equal (an untrained model): ln B."""
+    same = torch.ones(batch_size, 4)
+    return float(clip_loss(same, same, 1.0))
+
+
+def _widths(n_modalities: int) -> dict[str, int]:
+    return {f"m{i}": 4 for i in range(n_modalities)}
+
+
+def tensor_fusion_features(k: int, n_modalities: int) -> int:
+    """Entries of TensorFusion's outer product: (k + 1)^M."""
+    return TensorFusion(_widths(n_modalities), d_model=1, k=k).out.in_features
+
+
+def tensor_fusion_weights(k: int, n_modalities: int, d_model: int) -> int:
+    """Weights of the linear layer after the outer product: (k + 1)^M · d."""
+    return TensorFusion(_widths(n_modalities), d_model=d_model, k=k).out.weight.numel()
+
+
+def low_rank_factor_weights(k: int, n_modalities: int, d_model: int, rank: int) -> int:
+    """Weights of LowRankFusion's modality factors: M · rank · (k + 1) · d."""
+    fusion = LowRankFusion(_widths(n_modalities), d_model=d_model, rank=rank, k=k)
+    return sum(f.numel() for f in fusion.factors.values())
+
+
+def resampler_tokens(n_queries: int, n_inputs: int) -> int:
+    """Tokens a QueryResampler (the Perceiver Resampler / Q-Former idea) returns for n_inputs tokens."""
+    resampler = QueryResampler({"image": 8}, d_model=8, n_queries=n_queries, n_heads=2)
+    image = Tokens(torch.zeros(1, n_inputs, 8), torch.zeros(1, n_inputs, dtype=torch.bool))
+    with torch.no_grad():
+        return resampler({"image": image}).states.shape[1]
+
+
+def gated_block_change() -> float:
+    """How much a freshly built GatedCrossAttention (Flamingo) block changes its input: max |out − in|."""
+    generator = torch.Generator().manual_seed(0)
+    text, image = torch.randn(2, 5, 8, generator=generator), torch.randn(2, 7, 8, generator=generator)
+    block = GatedCrossAttention({"text": 8, "image": 8}, d_model=8, n_heads=2)
+    inputs = {"text": Tokens(text, torch.zeros(2, 5, dtype=torch.bool)),
+              "image": Tokens(image, torch.zeros(2, 7, dtype=torch.bool))}
+    with torch.no_grad():
+        return float((block(inputs).states - text).abs().max())
+
+
+# Decoding.
+def kv_positions_without_cache(n_tokens: int) -> int:
+    """Positions processed to generate n_tokens when every step re-reads the whole prefix: 1 + 2 + … + n."""
+    return sum(range(1, n_tokens + 1))
+
+
+def top_p_kept(probs: list[float], p: float) -> int:
+    """Tokens that nucleus sampling keeps (mmcourse.decoding.text.filter_logits with top_p=p)."""
+    logits = torch.tensor(probs, dtype=torch.float64).log()[None]
+    return int(torch.isfinite(filter_logits(logits, top_p=p)).sum())
+
+
+# Evaluation.
+# A 4 × 4 image–text similarity matrix, matches on the diagonal: rows 0 and 2 rank their match
+# first, row 1 second, row 3 third.
+EXAMPLE_SIMILARITY = ((0.9, 0.1, 0.2, 0.3),
+                      (0.6, 0.5, 0.1, 0.2),
+                      (0.1, 0.2, 0.8, 0.3),
+                      (0.7, 0.1, 0.6, 0.4))
+
+
+def example_size() -> int:
+    return len(EXAMPLE_SIMILARITY)
+
+
+def recall_example(k: int) -> float:
+    """Recall@k (rows → columns) of EXAMPLE_SIMILARITY, by mmcourse.fusion.contrastive.recall_at_k."""
+    return recall_at_k(torch.tensor(EXAMPLE_SIMILARITY), k)[0]
+
+
+def n_quadrants() -> int:
+    """Answers of the course dataset's 'where is the <colour> shape' question."""
+    return len(QUADRANTS)
+
+
+def chance_percent() -> float:
+    """Accuracy of guessing a quadrant, in percent."""
+    return 100 / n_quadrants()
+
+
+FACTS = {f.__name__: f for f in (
+    vit_tokens, vit_grid, patch_values, image_channels, vit_base_image_size, default_normalisation, vit_base_width,
+    bert_base_width, whisper_tiny_width,
+    patch_embedding_parameters, interpolated_positions,
+    sample_rate_khz, window_seconds, n_fft, hop_length, stft_window_ms, hop_ms, stft_bins, whisper_samples,
+    whisper_frames, whisper_states, mel_bins, state_ms, whisper_log_range, real_states, wav2vec2_stride,
+    codec_frames_per_second, codec_tokens_per_second, codebook_bits, vq_image_tokens, image_values, latent_values,
+    ignore_index, llm_sequence_length, attention_scores, concat_attention_scores, cross_attention_scores,
+    padding_key_weight, logit_scale_init, logit_scale_max, clip_logit_scale, clip_loss_at_chance,
+    tensor_fusion_features, tensor_fusion_weights, low_rank_factor_weights, resampler_tokens, gated_block_change,
+    kv_positions_without_cache, top_p_kept, example_size, recall_example, n_quadrants,
+    chance_percent, word_error_rate, word_count, bleu, clip_score, chair, vqa_accuracy,
+)}
+SAFE_NAMES = {f.__name__: f for f in (len, sum, min, max, abs, round, math.exp, math.log, math.sqrt)}
