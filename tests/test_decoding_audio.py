@@ -7,7 +7,7 @@ import torchaudio
 
 from mmcourse import data
 from mmcourse.encoding import audio
-from mmcourse.decoding.audio import (MelDecoder, frames_to_seconds, log_mel_to_power, masked_l1, mel_to_linear,
+from mmcourse.decoding.audio import (MelDecoder, MelDecoderConfig, frames_to_seconds, log_mel_to_power, masked_l1, mel_to_linear,
                                      mel_to_waveform, real_frame_mask, seconds_to_frames)
 from mmcourse.tokens import Tokens
 from tests.conftest import require_extra
@@ -21,7 +21,7 @@ def tokens(batch=2, length=5, width=12, seed=0, padding=((0, 0, 0, 1, 1), (0, 0,
 @pytest.fixture(scope="module")
 def decoder():
     torch.manual_seed(0)
-    return MelDecoder(d_cond=12, n_frames=50, d_model=32, frames_per_step=4).eval()
+    return MelDecoder(MelDecoderConfig(d_cond=12, n_frames=50, d_model=32, frames_per_step=4)).eval()
 
 
 def padded_clip(text: str, backend: str) -> torch.Tensor:
@@ -59,7 +59,7 @@ def test_padding_tokens_change_nothing(decoder):
 
 def test_after_the_last_token_the_last_token_speaks():
     torch.manual_seed(0)
-    decoder = MelDecoder(d_cond=12, n_frames=400, d_model=32, frames_per_step=4).eval()  # 100 steps, 3 tokens × 9
+    decoder = MelDecoder(MelDecoderConfig(d_cond=12, n_frames=400, d_model=32, frames_per_step=4)).eval()  # 100 steps, 3 tokens × 9
     with torch.no_grad():
         _, alignment = decoder(tokens(), return_alignment=True)
     assert torch.allclose(alignment[0, -1], torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0]), atol=1e-4)
@@ -149,7 +149,7 @@ def test_a_short_training_run_lowers_the_loss():
                                                     for w in words]))  # (3, 80, 50)
     torch.manual_seed(0)
     cond = Tokens(torch.randn(3, 3, 12), torch.zeros(3, 3, dtype=torch.bool))
-    decoder = MelDecoder(d_cond=12, n_frames=50, d_model=32, frames_per_step=4)
+    decoder = MelDecoder(MelDecoderConfig(d_cond=12, n_frames=50, d_model=32, frames_per_step=4))
     optimizer = torch.optim.AdamW(decoder.parameters(), lr=1e-2)
     losses = []
     for _ in range(60):
@@ -167,7 +167,7 @@ def test_same_seed_same_decoder():
     for _ in range(2):
         torch.manual_seed(3)
         with torch.no_grad():
-            outputs.append(MelDecoder(d_cond=12, n_frames=20, d_model=16, frames_per_step=2)(tokens()))
+            outputs.append(MelDecoder(MelDecoderConfig(d_cond=12, n_frames=20, d_model=16, frames_per_step=2))(tokens()))
     assert torch.equal(*outputs)
 
 
@@ -193,7 +193,7 @@ def test_error_row_of_padding_only(decoder):
                                     dict(d_cond=12, n_frames=10, frames_per_step=0)])
 def test_error_bad_constructor_arguments(kwargs):
     with pytest.raises(ValueError, match="positive int"):
-        MelDecoder(**kwargs)
+        MelDecoder(MelDecoderConfig(**kwargs))
 
 
 def test_error_transposed_log_mel():
@@ -247,3 +247,8 @@ def test_error_bad_seconds_and_sample_counts():
     with pytest.raises(ValueError, match="whole sample counts"):
         real_frame_mask(torch.tensor([1.5, 2.0]), 10)
     assert np.isclose(frames_to_seconds(seconds_to_frames(2.5)), 2.5)
+
+
+def test_error_sizes_passed_without_a_config():
+    with pytest.raises(TypeError, match=r"takes a MelDecoderConfig.*MelDecoder\(MelDecoderConfig\(d_cond=64"):
+        MelDecoder(64)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from mmcourse import data
 from mmcourse.encoding import vision
-from mmcourse.decoding.image import (ATTRIBUTES, AttributeProbe, PatchImageDecoder, attribute_accuracy,
+from mmcourse.decoding.image import (ATTRIBUTES, AttributeProbe, ImageDecoderConfig, PatchImageDecoder, attribute_accuracy,
                                      average_per_caption, generate_images, per_image_mse, to_unit_range)
 from mmcourse.tokens import Tokens
 
@@ -23,7 +23,7 @@ def decoder(**kwargs):
     torch.manual_seed(0)
     settings = dict(d_cond=12, image_size=16, patch_size=4, d_model=32, n_layers=2, n_heads=4)
     settings.update(kwargs)
-    return PatchImageDecoder(**settings).eval()
+    return PatchImageDecoder(ImageDecoderConfig(**settings)).eval()
 
 
 @pytest.mark.parametrize("image_size,patch_size", [(16, 4), (32, 8), (12, 6), (8, 8)])
@@ -96,11 +96,11 @@ def test_bad_conditioning_errors_name_the_fix():
 
 def test_bad_construction_errors():
     with pytest.raises(ValueError, match="not a multiple of patch_size 5.*patch_size=4"):
-        PatchImageDecoder(d_cond=8, image_size=32, patch_size=5)
+        PatchImageDecoder(ImageDecoderConfig(d_cond=8, image_size=32, patch_size=5))
     with pytest.raises(ValueError, match="divisible"):
-        PatchImageDecoder(d_cond=8, d_model=30, n_heads=4)
+        PatchImageDecoder(ImageDecoderConfig(d_cond=8, d_model=30, n_heads=4))
     with pytest.raises(ValueError, match="positive int"):
-        PatchImageDecoder(d_cond=0)
+        PatchImageDecoder(ImageDecoderConfig(d_cond=0))
     with pytest.raises(ValueError, match=r"\(3, 16, 16\)"):
         decoder().start_from(torch.rand(3, 32, 32))
 
@@ -190,7 +190,7 @@ def caption_tokens(captions, width=12):
 
 def train(targets, tokens, steps=100, seed=0):
     torch.manual_seed(seed)
-    model = PatchImageDecoder(d_cond=12, image_size=16, patch_size=4, d_model=32)
+    model = PatchImageDecoder(ImageDecoderConfig(d_cond=12, image_size=16, patch_size=4, d_model=32))
     model.start_from(targets.mean(dim=0))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
@@ -230,3 +230,8 @@ def test_generate_with_a_text_encoder_keeps_modes():
     with torch.no_grad():
         assert torch.allclose(images, model.eval()(encoder(captions)))
     assert generate_images(encoder, model, captions[0]).shape == (1, 3, 16, 16)
+
+
+def test_error_sizes_passed_without_a_config():
+    with pytest.raises(TypeError, match=r"takes an ImageDecoderConfig.*PatchImageDecoder\(ImageDecoderConfig\(d_cond=64"):
+        PatchImageDecoder(64)

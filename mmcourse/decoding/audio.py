@@ -31,6 +31,7 @@ mmcourse.encoding.audio.log_mel_spectrogram), frame t covering samples [t·160, 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 import math
 
 import torch
@@ -95,10 +96,31 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
 # ---------------------------------------------------------------- the decoder
 
 
+@dataclass
+class MelDecoderConfig:
+    """The sizes of a MelDecoder: conditioning width, frames to produce (100 per second), mel bins, model width,
+    frames per coarse time step (Tacotron's reduction factor r) and the dilations of its convolutions."""
+    d_cond: int
+    n_frames: int
+    n_mels: int = N_MELS
+    d_model: int = 96
+    frames_per_step: int = 8
+    dilations: tuple[int, ...] = (1, 2, 4, 8)
+
+    def __post_init__(self):
+        for name in ("d_cond", "n_frames", "n_mels", "d_model", "frames_per_step"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.dilations = tuple(self.dilations)
+        if not self.dilations or not all(isinstance(d, int) and d >= 1 for d in self.dilations):
+            raise ValueError(f"dilations must be positive ints, one per convolution, got {self.dilations!r}")
+
+
 class MelDecoder(nn.Module):
     """Conditioning tokens (B, L, d_cond) → a log-mel spectrogram (B, n_mels, n_frames) in Whisper's scale.
 
-        decoder = MelDecoder(d_cond=64, n_frames=144)          # 1.44 s of audio
+        decoder = MelDecoder(MelDecoderConfig(d_cond=64, n_frames=144))   # 1.44 s of audio
         log_mel = decoder(text_tokens)                          # (B, 80, 144)
         log_mel, alignment = decoder(text_tokens, return_alignment=True)   # alignment (B, 18, L): 18 steps of 8 frames
 
@@ -113,13 +135,14 @@ class MelDecoder(nn.Module):
     Tokens should come in speaking order (text does); each one takes a slot of its own.
     """
 
-    def __init__(self, d_cond: int, n_frames: int, n_mels: int = N_MELS, d_model: int = 96,
-                 frames_per_step: int = 8, dilations: tuple[int, ...] = (1, 2, 4, 8)):
+    def __init__(self, cfg: MelDecoderConfig):
         super().__init__()
-        for name, value in (("d_cond", d_cond), ("n_frames", n_frames), ("n_mels", n_mels), ("d_model", d_model),
-                            ("frames_per_step", frames_per_step)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(cfg, MelDecoderConfig):
+            raise TypeError(f"MelDecoder takes a MelDecoderConfig, got {type(cfg).__name__}; "
+                            f"e.g. MelDecoder(MelDecoderConfig(d_cond=64, n_frames=144))")
+        self.cfg = cfg
+        d_cond, n_frames, n_mels, d_model, frames_per_step = (cfg.d_cond, cfg.n_frames, cfg.n_mels, cfg.d_model,
+                                                              cfg.frames_per_step)
         self.d_cond, self.n_frames, self.n_mels, self.frames_per_step = d_cond, n_frames, n_mels, frames_per_step
         self.n_steps = math.ceil(n_frames / frames_per_step)
         self.projector = Projector(d_cond, d_model)  # conditioning width → model width
@@ -128,7 +151,7 @@ class MelDecoder(nn.Module):
         nn.init.constant_(self.duration.bias, math.log(math.expm1(INITIAL_FRAMES / frames_per_step)))
         self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(1 / 32), 8)), persistent=False)
         self.elapsed = nn.Linear(16, d_model)  # sin/cos of the time since the current token began
-        self.convs = nn.ModuleList(nn.Conv1d(d_model, d_model, 3, padding=d, dilation=d) for d in dilations)
+        self.convs = nn.ModuleList(nn.Conv1d(d_model, d_model, 3, padding=d, dilation=d) for d in cfg.dilations)
         self.ln_final = nn.LayerNorm(d_model)
         self.to_frames = nn.Linear(d_model, n_mels * frames_per_step)
 

@@ -5,7 +5,7 @@ decoder runs that road backwards: one learned query per patch position asks the 
 (a caption's token states, or fused tokens) what belongs in its patch, predicts the patch's 3·P·P
 pixel values, and `unpatchify` lays the patches out as an image.
 
-    decoder = PatchImageDecoder(d_cond=64, image_size=32, patch_size=8)    # N = (32 / 8)² = 16 queries
+    decoder = PatchImageDecoder(ImageDecoderConfig(d_cond=64, image_size=32, patch_size=8))   # N = (32 / 8)² = 16 queries
     images = decoder(cond)              # cond: Tokens (B, L, 64) → images (B, 3, 32, 32), floats in [0, 1]
 
     queries (N, d) ──cross-attention to cond──► feed-forward ──► Linear ──► patches (B, N, 3·P·P)
@@ -21,6 +21,8 @@ one object in a scene; `attribute_accuracy` scores its guesses, e.g. on generate
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -93,6 +95,29 @@ def average_per_caption(images: torch.Tensor, captions: list[str]) -> torch.Tens
 # ---------------------------------------------------------------- the decoder
 
 
+@dataclass
+class ImageDecoderConfig:
+    """The sizes of a PatchImageDecoder: conditioning width, image side S and patch side P (N = (S / P)² queries),
+    model width, number of cross-attention blocks and of heads."""
+    d_cond: int
+    image_size: int = 32
+    patch_size: int = 8
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+
+    def __post_init__(self):
+        for name, value in vars(self).items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.image_size % self.patch_size:
+            fit = max(d for d in range(1, self.patch_size + 1) if self.image_size % d == 0)
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}; "
+                             f"choose e.g. patch_size={fit}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+
+
 class PatchImageDecoder(nn.Module):
     """Conditioning tokens (B, L, d_cond) → images (B, 3, S, S) in [0, 1], one learned query per patch.
 
@@ -103,24 +128,19 @@ class PatchImageDecoder(nn.Module):
     the mean image after start_from.
     """
 
-    def __init__(self, d_cond: int, image_size: int = 32, patch_size: int = 8, d_model: int = 64,
-                 n_layers: int = 2, n_heads: int = 4):
+    def __init__(self, cfg: ImageDecoderConfig):
         super().__init__()
-        for name, value in (("d_cond", d_cond), ("image_size", image_size), ("patch_size", patch_size),
-                            ("d_model", d_model), ("n_layers", n_layers), ("n_heads", n_heads)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if image_size % patch_size:
-            raise ValueError(f"image_size {image_size} is not a multiple of patch_size {patch_size}; "
-                             f"choose e.g. patch_size={max(d for d in range(1, patch_size + 1) if image_size % d == 0)}")
-        if d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if not isinstance(cfg, ImageDecoderConfig):
+            raise TypeError(f"PatchImageDecoder takes an ImageDecoderConfig, got {type(cfg).__name__}; "
+                            f"e.g. PatchImageDecoder(ImageDecoderConfig(d_cond=64, image_size=32, patch_size=8))")
+        self.cfg = cfg
+        d_cond, image_size, patch_size, d_model = cfg.d_cond, cfg.image_size, cfg.patch_size, cfg.d_model
         self.d_cond, self.image_size, self.patch_size = d_cond, image_size, patch_size
         self.n_patches = (image_size // patch_size) ** 2
         patch_values = 3 * patch_size * patch_size
         self.projector = Projector(d_cond, d_model)  # conditioning width → model width
         self.queries = nn.Parameter(torch.randn(self.n_patches, d_model) * 0.02)  # one per patch position
-        self.blocks = nn.ModuleList(CrossAttentionBlock(d_model, d_model, n_heads) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(CrossAttentionBlock(d_model, d_model, cfg.n_heads) for _ in range(cfg.n_layers))
         self.ln_final = nn.LayerNorm(d_model)
         self.to_pixels = nn.Linear(d_model, patch_values)
         nn.init.zeros_(self.to_pixels.weight)  # so an untrained decoder draws exactly the pixel bias picture
