@@ -49,11 +49,6 @@ class TierUnavailable(ValueError):
     """This tier has no model of this kind."""
 
 
-def _check_tier(tier: str) -> None:
-    if tier not in TIERS:
-        raise ValueError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
-
-
 def _seeded(build, seed: int):
     """Build a model with its own RNG state, so tiny models are identical on every run."""
     with torch.random.fork_rng(devices=[]):
@@ -273,3 +268,11 @@ def tier_status() -> dict[str, str]:
         status["packaged"] = f"not installed: {err}"
     status["hub"] = "offline (HF_HUB_OFFLINE or no connection)" if runtime.is_offline() else "available"
     return status
+
+
+# ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_tier(tier: str) -> None:
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")

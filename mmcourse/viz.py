@@ -57,11 +57,6 @@ def _as_tensor(x, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must be a tensor or an array of numbers, got {type(x).__name__}") from err
 
 
-def _check_labels(labels, n: int, name: str, axis: str) -> None:
-    if labels is not None and len(labels) != n:
-        raise ValueError(f"{name} has {len(labels)} labels but the matrix has {n} {axis}; pass one label per {axis[:-1]}")
-
-
 # ---------------------------------------------------------------- images
 
 
@@ -160,11 +155,6 @@ def _mono(waveform, name: str = "waveform") -> np.ndarray:
     if not bool(torch.isfinite(wave).all()):
         raise ValueError(f"{name} contains NaN or inf values")
     return wave.numpy()
-
-
-def _check_rate(sample_rate) -> None:
-    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive int in Hz (e.g. 16000), got {sample_rate!r}")
 
 
 def show_waveform(waveform, sample_rate: int, ax=None, title=None) -> Figure:
@@ -352,3 +342,16 @@ def show_embeddings(points, labels, ax=None, title=None) -> Figure:
         ax.legend(fontsize=7, markerscale=1.2, loc="best")
     ax.set_title(title if title is not None else f"{coords.shape[0]} embeddings, PCA to 2-D")
     return ax.figure
+
+
+# ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_labels(labels, n: int, name: str, axis: str) -> None:
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"{name} has {len(labels)} labels but the matrix has {n} {axis}; pass one label per {axis[:-1]}")
+
+
+def _check_rate(sample_rate) -> None:
+    if not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive int in Hz (e.g. 16000), got {sample_rate!r}")

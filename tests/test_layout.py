@@ -124,3 +124,21 @@ def test_notebooks_import_the_public_api_only(notebook):
                 assert name in target.__all__, f"{notebook.name} imports {module}.{name}, which it does not export"
             else:
                 assert hasattr(target, name), f"{notebook.name} imports {module}.{name}, which does not exist"
+
+
+
+def test_checks_sit_below_the_algorithm_they_guard():
+    """A reader meets the algorithm first: a private `_check…` helper is defined after the first function that uses it."""
+    late = []
+    for name, path in modules().items():
+        if set(name.split(".")[1:2]) & {"classroom", "drill"}:
+            continue
+        defs = [n for n in ast.parse(path.read_text()).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+        for i, d in enumerate(defs):
+            if not d.name.startswith("_check"):
+                continue
+            users = [j for j, e in enumerate(defs) if e is not d
+                     and any(isinstance(n, ast.Name) and n.id == d.name for n in ast.walk(e))]
+            if users and min(users) > i:
+                late.append(f"{name}.{d.name} (before {defs[min(users)].name})")
+    assert not late, "move these checks below the code that calls them: " + ", ".join(late)

@@ -198,31 +198,6 @@ class MelDecoder(nn.Module):
 # ---------------------------------------------------------------- back to a waveform
 
 
-def _check_values(log_mel) -> None:
-    """A float tensor of finite values in about Whisper's range."""
-    if not isinstance(log_mel, torch.Tensor) or not log_mel.is_floating_point():
-        raise TypeError(f"log_mel must be a float tensor (n_mels, F) or (B, n_mels, F), got "
-                        f"{getattr(log_mel, 'dtype', type(log_mel).__name__)}")
-    if log_mel.numel() and not bool(torch.isfinite(log_mel).all()):
-        raise ValueError("log_mel contains NaN or inf values")
-    if log_mel.numel() and (float(log_mel.min()) < -4.0 or float(log_mel.max()) > 4.0):
-        raise ValueError(f"log_mel values span [{float(log_mel.min()):.3g}, {float(log_mel.max()):.3g}], far outside "
-                         f"Whisper's scale (about [{WHISPER_RANGE[0]}, {WHISPER_RANGE[1]}]); pass the output of "
-                         f"mmcourse.encoding.audio.log_mel_spectrogram or of MelDecoder, not a power or dB spectrogram")
-
-
-def _check_log_mel(log_mel, n_mels: int) -> None:
-    """_check_values, and the shape (n_mels, F) or (B, n_mels, F) with F ≥ 2."""
-    _check_values(log_mel)
-    if log_mel.dim() not in (2, 3):
-        raise ValueError(f"log_mel must be (n_mels, F) or (B, n_mels, F), got shape {tuple(log_mel.shape)}")
-    if log_mel.shape[-2] != n_mels:
-        hint = " — it looks transposed: pass log_mel.mT" if log_mel.shape[-1] == n_mels else ""
-        raise ValueError(f"log_mel has {log_mel.shape[-2]} mel bins on dim -2, expected {n_mels}{hint}")
-    if log_mel.shape[-1] < 2:
-        raise ValueError(f"log_mel needs at least 2 frames for an inverse STFT, got {log_mel.shape[-1]}")
-
-
 def log_mel_to_power(log_mel: torch.Tensor) -> torch.Tensor:
     """Undo Whisper's scaling: y = (log10(power) + 4) / 4  ⇒  power = 10^(4y − 4). Any shape, kept.
 
@@ -284,3 +259,31 @@ def mel_to_waveform(log_mel: torch.Tensor, n_iter: int = 32, n_mels: int = N_MEL
     # repeat the last frame so the waveform covers all F frames.
     spectrogram = torch.cat([spectrogram, spectrogram[..., -1:]], dim=-1)  # (…, 201, F + 1)
     return griffin_lim(spectrogram).clamp(-1.0, 1.0).to(log_mel.device)
+
+
+# ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_values(log_mel) -> None:
+    """A float tensor of finite values in about Whisper's range."""
+    if not isinstance(log_mel, torch.Tensor) or not log_mel.is_floating_point():
+        raise TypeError(f"log_mel must be a float tensor (n_mels, F) or (B, n_mels, F), got "
+                        f"{getattr(log_mel, 'dtype', type(log_mel).__name__)}")
+    if log_mel.numel() and not bool(torch.isfinite(log_mel).all()):
+        raise ValueError("log_mel contains NaN or inf values")
+    if log_mel.numel() and (float(log_mel.min()) < -4.0 or float(log_mel.max()) > 4.0):
+        raise ValueError(f"log_mel values span [{float(log_mel.min()):.3g}, {float(log_mel.max()):.3g}], far outside "
+                         f"Whisper's scale (about [{WHISPER_RANGE[0]}, {WHISPER_RANGE[1]}]); pass the output of "
+                         f"mmcourse.encoding.audio.log_mel_spectrogram or of MelDecoder, not a power or dB spectrogram")
+
+
+def _check_log_mel(log_mel, n_mels: int) -> None:
+    """_check_values, and the shape (n_mels, F) or (B, n_mels, F) with F ≥ 2."""
+    _check_values(log_mel)
+    if log_mel.dim() not in (2, 3):
+        raise ValueError(f"log_mel must be (n_mels, F) or (B, n_mels, F), got shape {tuple(log_mel.shape)}")
+    if log_mel.shape[-2] != n_mels:
+        hint = " — it looks transposed: pass log_mel.mT" if log_mel.shape[-1] == n_mels else ""
+        raise ValueError(f"log_mel has {log_mel.shape[-2]} mel bins on dim -2, expected {n_mels}{hint}")
+    if log_mel.shape[-1] < 2:
+        raise ValueError(f"log_mel needs at least 2 frames for an inverse STFT, got {log_mel.shape[-1]}")

@@ -39,22 +39,6 @@ def decoder_step(model: TextDecoder, cond: Tokens, use_cache: bool = True) -> St
     return step
 
 
-def _check_generation(prompt_ids: torch.Tensor, max_new_tokens: int, context: int | None) -> None:
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens <= 0:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}; "
-                         f"to generate nothing, do not call the decoder")
-    if not isinstance(prompt_ids, torch.Tensor) or prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
-        raise ValueError(f"prompt_ids must be (B, T) with T ≥ 1 (at least a BOS token), got "
-                         f"{tuple(getattr(prompt_ids, 'shape', ()))}; start from torch.full((B, 1), bos_id)")
-    if prompt_ids.is_floating_point() or prompt_ids.dtype == torch.bool:
-        raise ValueError(f"prompt_ids must be integer token ids, got {prompt_ids.dtype}")
-    if context is not None and prompt_ids.shape[1] + max_new_tokens > context:
-        raise ValueError(f"a prompt of {prompt_ids.shape[1]} tokens + max_new_tokens={max_new_tokens} is "
-                         f"{prompt_ids.shape[1] + max_new_tokens} positions, more than the decoder's context of "
-                         f"{context}; shorten the prompt or set "
-                         f"max_new_tokens ≤ {max(context - prompt_ids.shape[1], 0)}")
-
-
 def suppress(logits: torch.Tensor, tokens: Sequence[int] | None) -> torch.Tensor:
     """Set the logits (B, V) of `tokens` to -inf, so that they are never chosen (Whisper suppresses
     timestamps, speaker marks and such; transformers' SuppressTokensLogitsProcessor). None = none."""
@@ -226,3 +210,22 @@ def whisper_step(model, input_features: torch.Tensor) -> Step:
 
     step.context = model.config.max_target_positions  # 448 decoder positions
     return step
+
+
+# ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_generation(prompt_ids: torch.Tensor, max_new_tokens: int, context: int | None) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens <= 0:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}; "
+                         f"to generate nothing, do not call the decoder")
+    if not isinstance(prompt_ids, torch.Tensor) or prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
+        raise ValueError(f"prompt_ids must be (B, T) with T ≥ 1 (at least a BOS token), got "
+                         f"{tuple(getattr(prompt_ids, 'shape', ()))}; start from torch.full((B, 1), bos_id)")
+    if prompt_ids.is_floating_point() or prompt_ids.dtype == torch.bool:
+        raise ValueError(f"prompt_ids must be integer token ids, got {prompt_ids.dtype}")
+    if context is not None and prompt_ids.shape[1] + max_new_tokens > context:
+        raise ValueError(f"a prompt of {prompt_ids.shape[1]} tokens + max_new_tokens={max_new_tokens} is "
+                         f"{prompt_ids.shape[1] + max_new_tokens} positions, more than the decoder's context of "
+                         f"{context}; shorten the prompt or set "
+                         f"max_new_tokens ≤ {max(context - prompt_ids.shape[1], 0)}")

@@ -57,19 +57,6 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.float()
 
 
-def _check_pair(generated: torch.Tensor, target: torch.Tensor) -> None:
-    for name, x in (("generated", generated), ("target", target)):
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"{name} must be a float tensor (B, 3, S, S) in [0, 1]; convert uint8 images with "
-                            f"to_unit_range(images)")
-    if generated.dim() != 4:
-        raise ValueError(f"generated must be (B, 3, S, S), got shape {tuple(generated.shape)}")
-    if generated.shape != target.shape:
-        raise ValueError(f"generated {tuple(generated.shape)} and target {tuple(target.shape)} must have the same "
-                         f"shape: one target per image. A (3, S, S) target would silently broadcast over the batch; "
-                         f"if you mean one picture for all, use target.expand_as(generated)")
-
-
 def per_image_mse(generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared pixel error of each image: (B, 3, S, S) twice → (B,). Average with .mean() for one number."""
     _check_pair(generated, target)
@@ -238,3 +225,19 @@ def attribute_accuracy(logits: dict[str, torch.Tensor], labels: dict[str, torch.
     if "colors" in correct and "shapes" in correct:
         result["joint"] = (correct["colors"] & correct["shapes"]).float().mean().item()
     return result
+
+
+# ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_pair(generated: torch.Tensor, target: torch.Tensor) -> None:
+    for name, x in (("generated", generated), ("target", target)):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"{name} must be a float tensor (B, 3, S, S) in [0, 1]; convert uint8 images with "
+                            f"to_unit_range(images)")
+    if generated.dim() != 4:
+        raise ValueError(f"generated must be (B, 3, S, S), got shape {tuple(generated.shape)}")
+    if generated.shape != target.shape:
+        raise ValueError(f"generated {tuple(generated.shape)} and target {tuple(target.shape)} must have the same "
+                         f"shape: one target per image. A (3, S, S) target would silently broadcast over the batch; "
+                         f"if you mean one picture for all, use target.expand_as(generated)")

@@ -40,25 +40,6 @@ N_SAMPLES = CHUNK_SECONDS * SAMPLE_RATE  # 480 000
 MAX_AMPLITUDE = 1.5  # float audio lies in [-1, 1]; resampling may overshoot a little, unscaled int PCM a lot
 
 
-def _check_waveform(waveform: torch.Tensor, name: str = "waveform") -> None:
-    """A float tensor (..., T) with at least one sample, finite, in about [-1, 1]; else an error naming the fix."""
-    if not isinstance(waveform, torch.Tensor):
-        hint = " (from numpy: torch.from_numpy(x))" if type(waveform).__module__ == "numpy" else ""
-        raise TypeError(f"{name} must be a torch.Tensor of samples, got {type(waveform).__name__}{hint}")
-    if not waveform.is_floating_point():
-        raise TypeError(f"{name} has dtype {waveform.dtype}; convert integer PCM to float in [-1, 1] "
-                        f"first (int16: waveform.float() / 32768, or mmcourse.encoding.audio.to_float_mono)")
-    if waveform.dim() == 0 or waveform.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(waveform.shape)}); pass at least one sample")
-    peak = float(waveform.abs().amax())
-    if not math.isfinite(peak):
-        raise ValueError(f"{name} contains NaN or inf samples; find where they came from (often a division by "
-                         f"zero when normalising silence), or replace them: torch.nan_to_num(w, 0.0, 0.0, 0.0)")
-    if peak > MAX_AMPLITUDE:
-        raise ValueError(f"{name} reaches {peak:g}, but float audio lies in [-1, 1]; integer PCM cast with .float() "
-                         f"must also be scaled (int16: / 32768, see mmcourse.encoding.audio.to_float_mono)")
-
-
 # ---------------------------------------------------------------- reading and converting
 
 
@@ -295,3 +276,25 @@ class AudioEncoder(torch.nn.Module):
         states = self.model(features.to(parameter.dtype)).last_hidden_state  # (B, 50·seconds, D)
         real = real_state_mask(num_samples.clamp(max=self.n_samples), states.shape[1])  # (B, L) True = real
         return Tokens(states, ~real.to(states.device))
+
+
+# ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_waveform(waveform: torch.Tensor, name: str = "waveform") -> None:
+    """A float tensor (..., T) with at least one sample, finite, in about [-1, 1]; else an error naming the fix."""
+    if not isinstance(waveform, torch.Tensor):
+        hint = " (from numpy: torch.from_numpy(x))" if type(waveform).__module__ == "numpy" else ""
+        raise TypeError(f"{name} must be a torch.Tensor of samples, got {type(waveform).__name__}{hint}")
+    if not waveform.is_floating_point():
+        raise TypeError(f"{name} has dtype {waveform.dtype}; convert integer PCM to float in [-1, 1] "
+                        f"first (int16: waveform.float() / 32768, or mmcourse.encoding.audio.to_float_mono)")
+    if waveform.dim() == 0 or waveform.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(waveform.shape)}); pass at least one sample")
+    peak = float(waveform.abs().amax())
+    if not math.isfinite(peak):
+        raise ValueError(f"{name} contains NaN or inf samples; find where they came from (often a division by "
+                         f"zero when normalising silence), or replace them: torch.nan_to_num(w, 0.0, 0.0, 0.0)")
+    if peak > MAX_AMPLITUDE:
+        raise ValueError(f"{name} reaches {peak:g}, but float audio lies in [-1, 1]; integer PCM cast with .float() "
+                         f"must also be scaled (int16: / 32768, see mmcourse.encoding.audio.to_float_mono)")

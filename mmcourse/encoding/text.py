@@ -24,19 +24,6 @@ from mmcourse.tokens import Tokens, masked_mean
 # ---------------------------------------------------------------- masks
 
 
-def _check_attention_mask(attention_mask: torch.Tensor, name: str = "attention_mask") -> None:
-    """A (B, L) tensor of 0s and 1s (bool, integer or float), 1 = real token."""
-    if not isinstance(attention_mask, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (B, L) of 0 and 1, got {type(attention_mask).__name__}; "
-                        f"take it from the tokenizer: tokenizer(texts, padding=True, return_tensors='pt')")
-    if attention_mask.dim() != 2:
-        raise ValueError(f"{name} must be (B, L), got shape {tuple(attention_mask.shape)}")
-    if attention_mask.is_complex() or not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-        raise ValueError(f"{name} must hold only 0 and 1 (1 = real token, 0 = padding), "
-                         f"got values {attention_mask.unique()[:5].tolist()}; did you pass input_ids instead? "
-                         f"build the mask with attention_mask_from_ids(input_ids, tokenizer.pad_token_id)")
-
-
 def attention_mask_from_ids(input_ids: torch.Tensor, pad_token_id: int) -> torch.Tensor:
     """input_ids (B, L) → attention_mask (B, L) long, 1 where the id is a real token, 0 where it is [PAD]."""
     if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
@@ -191,3 +178,19 @@ class TextEncoder(torch.nn.Module):
         if pooling == "cls":
             return tokens.states[:, 0]  # (B, D): [CLS] is the first token (BERT tokenizers pad on the right)
         return masked_mean_pool(tokens.states, tokens.attention_mask)  # (B, D)
+
+
+# ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_attention_mask(attention_mask: torch.Tensor, name: str = "attention_mask") -> None:
+    """A (B, L) tensor of 0s and 1s (bool, integer or float), 1 = real token."""
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor (B, L) of 0 and 1, got {type(attention_mask).__name__}; "
+                        f"take it from the tokenizer: tokenizer(texts, padding=True, return_tensors='pt')")
+    if attention_mask.dim() != 2:
+        raise ValueError(f"{name} must be (B, L), got shape {tuple(attention_mask.shape)}")
+    if attention_mask.is_complex() or not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
+        raise ValueError(f"{name} must hold only 0 and 1 (1 = real token, 0 = padding), "
+                         f"got values {attention_mask.unique()[:5].tolist()}; did you pass input_ids instead? "
+                         f"build the mask with attention_mask_from_ids(input_ids, tokenizer.pad_token_id)")

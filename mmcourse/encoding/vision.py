@@ -154,14 +154,6 @@ def image_list(images) -> list:
     return images
 
 
-def _check_stats(values, name: str) -> tuple[float, float, float]:
-    """mean or std: three numbers, one per channel (R, G, B), or one number for all three."""
-    values = (float(values),) * 3 if isinstance(values, (int, float)) else tuple(float(v) for v in values)
-    if len(values) != 3:
-        raise ValueError(f"{name} needs one value per RGB channel (3 values), got {len(values)}: {values}")
-    return values
-
-
 def preprocess_images(images, size: int = 224, mean: Sequence[float] = (0.5, 0.5, 0.5),
                       std: Sequence[float] = (0.5, 0.5, 0.5)) -> torch.Tensor:
     """Resize, rescale and normalise images into ViT pixel_values (B, 3, size, size), float32, on the CPU.
@@ -188,15 +180,6 @@ def preprocess_images(images, size: int = 224, mean: Sequence[float] = (0.5, 0.5
 
 
 # ---------------------------------------------------------------- patches
-
-
-def _check_patch_size(patch_size: int, image_size: int) -> None:
-    if not isinstance(patch_size, int) or patch_size < 1:
-        raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
-    if image_size % patch_size:
-        fitting = max(1, image_size // patch_size) * patch_size
-        raise ValueError(f"image size {image_size} is not a multiple of patch_size {patch_size}; resize to a "
-                         f"multiple first, e.g. preprocess_images(images, size={fitting})")
 
 
 def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -321,3 +304,23 @@ def resize_position_embeddings(pos, new_grid: int):
     grid = patches.reshape(1, g, g, d).permute(0, 3, 1, 2)  # (1, D, g, g)
     grid = F.interpolate(grid, size=(new_grid, new_grid), mode="bicubic", align_corners=False)
     return torch.cat([cls, grid.permute(0, 2, 3, 1).reshape(1, new_grid * new_grid, d)], dim=1)
+
+
+# ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_stats(values, name: str) -> tuple[float, float, float]:
+    """mean or std: three numbers, one per channel (R, G, B), or one number for all three."""
+    values = (float(values),) * 3 if isinstance(values, (int, float)) else tuple(float(v) for v in values)
+    if len(values) != 3:
+        raise ValueError(f"{name} needs one value per RGB channel (3 values), got {len(values)}: {values}")
+    return values
+
+
+def _check_patch_size(patch_size: int, image_size: int) -> None:
+    if not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
+    if image_size % patch_size:
+        fitting = max(1, image_size // patch_size) * patch_size
+        raise ValueError(f"image size {image_size} is not a multiple of patch_size {patch_size}; resize to a "
+                         f"multiple first, e.g. preprocess_images(images, size={fitting})")

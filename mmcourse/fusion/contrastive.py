@@ -76,13 +76,6 @@ class LogitScale(nn.Module):
         return 1.0 / float(self().detach())
 
 
-def _check_pairs(a: torch.Tensor, b: torch.Tensor) -> None:
-    if a.dim() != 2 or b.dim() != 2:
-        raise ValueError(f"a and b must be (B, D), got {tuple(a.shape)} and {tuple(b.shape)}; pool token states first")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a has width {a.shape[1]} and b has {b.shape[1]}: project both into the shared space first")
-
-
 def clip_loss(a: torch.Tensor, b: torch.Tensor, logit_scale) -> torch.Tensor:
     """Symmetric InfoNCE. a (B, D), b (B, D): row i of a matches row i of b. Inputs are L2-normalised here.
 
@@ -172,3 +165,13 @@ def distinct_batches(tensors: dict[str, torch.Tensor], labels: Sequence[Hashable
                     break
         index = torch.tensor(keep)
         yield {k: v[index] for k, v in tensors.items()}
+
+
+# ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_pairs(a: torch.Tensor, b: torch.Tensor) -> None:
+    if a.dim() != 2 or b.dim() != 2:
+        raise ValueError(f"a and b must be (B, D), got {tuple(a.shape)} and {tuple(b.shape)}; pool token states first")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a has width {a.shape[1]} and b has {b.shape[1]}: project both into the shared space first")
