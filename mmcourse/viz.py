@@ -13,7 +13,9 @@ To put several pictures side by side, make the axes with `subplots` and pass the
     fig
 
 `subplots` is plt.subplots except that pyplot forgets the figure at once, so
-Jupyter shows it once (when you display it) instead of twice.
+Jupyter shows it once (when you display it) instead of twice. Importing this module tells IPython to
+draw a Figure as a PNG whatever matplotlib's backend is: with MPLBACKEND=Agg (as in the tests and the
+site build) the inline backend is off, and a displayed figure would otherwise print `<Figure size …>`.
 
 Images may be torch tensors (3, H, W) or (B, 3, H, W), uint8 in 0..255 or float
 in 0..1; numpy arrays (H, W, 3); or PIL images.
@@ -31,6 +33,28 @@ from matplotlib.patches import Rectangle
 
 from mmcourse.data import COLORS
 from mmcourse.encoding.vision import as_chw, image_list
+
+
+def display_figures_as_png() -> None:
+    """Make the running IPython kernel draw every Figure as a PNG (matplotlib-inline's own formatter), unless a
+    format is already set up for figures (the inline backend, `%config InlineBackend.figure_formats`). Outside
+    IPython it does nothing."""
+    try:
+        from IPython import get_ipython
+        from matplotlib_inline.backend_inline import select_figure_formats
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    formatters = shell.display_formatter.formatters
+    if any(Figure in formatters[kind].type_printers for kind in ("image/png", "image/svg+xml", "image/jpeg",
+                                                                  "application/pdf") if kind in formatters):
+        return
+    select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
+display_figures_as_png()
 
 
 def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **kwargs):

@@ -5,6 +5,7 @@ The hostile corpus on the real notebook 01 is in test_hostile.py.
 
 from __future__ import annotations
 
+import ast
 import csv
 import os
 import time
@@ -132,6 +133,18 @@ def test_import_bindings_and_names_read():
                                                "path": "os:path"}
     assert execute.names_read("x = f(torch.ones(3))\ncheck_close(x, y)") == ["check_close", "f", "torch", "x", "y"]
     assert "check_close" in execute.names_read("%time check_close(a, b)")  # magics: falls back to identifiers
+
+
+def test_a_name_an_answer_defines_is_never_rebound():
+    """Notebook 11 writes misalign_pairs as an exercise, tests it, then imports the package's: rebinding it before
+    the test would grade the package's function instead of the student's."""
+    answer = new_code_cell("def misalign_pairs(n):\n    raise NotImplementedError\nfrom random import choice as pick\n"
+                           "rate: float = 0.5\nfor step in range(2):\n    pass\nwith open('f') as handle:\n    pass",
+                           metadata=nbgrader_metadata(solution=True))
+    later = new_code_cell("from mmcourse.data import misalign_pairs\nfrom random import choice as pick\n"
+                          "from mmcourse.grading import check_close\nimport step, rate, handle")
+    assert execute.import_bindings([new_notebook(cells=[answer, later])]) == {"check_close": "mmcourse.grading:check_close"}
+    assert execute.top_level_names(ast.parse(answer.source)) == {"misalign_pairs", "pick", "rate", "step", "handle"}
 
 
 # ---------------------------------------------------------------- the sandbox itself

@@ -153,7 +153,11 @@ def test_validate_exit_status(demo_course, capsys):
     wrong = root / "wrong.ipynb"
     nbformat.write(submission(square="return 3 * x"), wrong)
     assert cli.main(["validate", str(wrong)]) == 1
-    assert "three squared is nine" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "three squared is nine" in out
+    # plain text when not on a terminal, and the failure named by its test cell, not by an execution count
+    assert "\x1b[" not in out and "Cell In[" not in out, out
+    assert "test cell nb99_square_test" in out and "nb99_cube_test" not in out, out
     assert cli.main(["validate", str(root / "nothing.ipynb")]) == 2
 
 
@@ -162,3 +166,18 @@ def test_quiz_is_wired_into_the_cli(capsys):
 
     assert cli.main(["quiz", "--topics"]) == 0
     assert "vit" in capsys.readouterr().out
+
+
+def test_exercise_names_come_from_the_heading_above(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    from tests.conftest import nbgrader_metadata
+
+    nb = new_notebook(cells=[new_markdown_cell("### Exercise 4 — the top-p filter (3 points)\n\nWrite it."),
+                             new_code_cell("def f(): pass", metadata=nbgrader_metadata(solution=True, grade_id="ex4")),
+                             new_code_cell("assert f() is None", metadata=nbgrader_metadata(grade=True, points=3,
+                                                                                            grade_id="ex4_test"))])
+    nbformat.write(nb, tmp_path / "nb.ipynb")
+    assert cli.exercise_names(tmp_path / "nb.ipynb") == {
+        "assert f() is None": ("ex4_test", "Exercise 4 — the top-p filter (3 points)")}

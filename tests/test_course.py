@@ -149,6 +149,9 @@ def test_release_runs_with_only_stub_errors(name, tmp_path):
     n_answers = sum(1 for c in nb.cells if nbgrader_meta(c).get("solution"))
     if n_answers:
         assert errors, "the release has exercises, yet no stub raised NotImplementedError"
+    draws = any("viz." in c.source for c in nb.cells if c.cell_type == "code")
+    pictures = sum("image/png" in out.get("data", {}) for c in nb.cells if c.cell_type == "code" for out in c.outputs)
+    assert pictures or not draws, f"{name} draws with viz, yet no figure reached the outputs as an image (MPLBACKEND=Agg)"
 
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)
@@ -181,3 +184,23 @@ def test_autograde_full_marks_and_zero(name, tmp_path):
     assert hidden, "found no hidden-test lines to look for"
     shown = sorted(line for line in hidden if line in text)
     assert not shown, f"hidden test lines in the feedback: {shown[:5]}"
+
+
+@pytest.mark.parametrize("name", [n for n in ASSIGNMENTS if not n.startswith("00_")])
+def test_mmcourse_grade_honest_is_ok_and_untouched_is_zero(name, tmp_path):
+    """Through the guarded grader (`mmcourse grade`): the release with the correct code typed in is `ok` with full
+    marks — never `tampered` for names the notebook itself defines or imports — and the untouched release is `ok` with
+    zero: the guard must not rebind a student's own answer (an exercise function) to the package's version."""
+    root = classroom.copy_course(REPO, tmp_path / "class", [name])
+    api = classroom.open_course(root)
+    assert api.generate_assignment(name)["success"]
+    source = read(classroom.notebook_path(root, "solutions", name))
+    release = read(REPO / "course" / name / f"{name}.ipynb")
+    classroom.submit(root, name, "perfect", classroom.perfect_submission(source, release))
+    classroom.submit(root, name, "untouched", release)
+    rows = {r["student"]: r for r in classroom.grade_class(root, name, jobs=1, log=lambda *args: None)}
+    perfect, untouched = rows["perfect"], rows["untouched"]
+    assert (perfect["status"], perfect["reason"]) == ("ok", ""), f"an honest student was reported: {perfect}"
+    assert perfect["max_score"] > 0 and perfect["score"] == perfect["max_score"], perfect
+    assert (untouched["status"], untouched["reason"]) == ("ok", ""), f"the untouched release was reported: {untouched}"
+    assert untouched["score"] == 0, f"the untouched release earned points: {untouched}"

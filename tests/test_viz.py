@@ -196,3 +196,19 @@ def test_show_embeddings_one_collection_per_label():
         viz.show_embeddings(points, labels[:5])
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         viz.show_embeddings(torch.randn(30), labels)
+
+
+def test_figures_show_as_images_under_the_agg_backend(monkeypatch):
+    """With MPLBACKEND=Agg (tests, the site build) the inline backend is off; a displayed Figure must still be a PNG."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import matplotlib\nassert matplotlib.get_backend().lower() == 'agg'\n"
+                                  "from mmcourse import viz\nfig, ax = viz.subplots()\nax.plot([1, 2])\nfig"),
+        nbformat.v4.new_code_cell("from IPython.display import display\ndisplay(viz.show_waveform([0.0, 1.0, 0.0], 16000))")])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    for cell in nb.cells:
+        kinds = [set(out.get("data", {})) for out in cell.outputs if out.output_type in ("execute_result", "display_data")]
+        assert kinds and all("image/png" in k for k in kinds), f"no PNG for {cell.source!r}: {cell.outputs}"

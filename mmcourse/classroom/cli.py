@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import json
 import platform
+import re
 import sys
 import time
 
@@ -367,8 +368,14 @@ def run_validate(args: argparse.Namespace) -> int:
                         f"change it back:\n{cell['source'][:300]}")
     for cell in results.get("changed", []):
         problems.append(f"a test cell was edited; restore it (or fetch a fresh copy of the notebook):\n{cell['source'][:300]}")
+    exercises = exercise_names(args.notebook)
+    colour = sys.stdout.isatty()
     for cell in results.get("failed", []):
-        problems.append(f"{cell['raw_error'].strip()}\n  in the test cell:\n{_indent(cell['source'], 4, 8)}")
+        grade_id, title = exercises.get(cell["source"].strip(), ("a test cell", ""))
+        error = cell["raw_error"] if colour else ANSI.sub("", cell["raw_error"])
+        error = re.sub(r"Cell In\[\d+\]", f"test cell {grade_id}", error)  # not the execution count
+        problems.append(f"{title + ' — ' if title else ''}test cell {grade_id}:\n{error.strip()}\n"
+                        f"  in the test cell:\n{_indent(cell['source'], 4, 8)}")
     if not problems:
         print(f"OK: every visible test in {args.notebook} passes (the hidden tests run only when it is graded).")
         return 0
@@ -376,6 +383,24 @@ def run_validate(args: argparse.Namespace) -> int:
     for number, problem in enumerate(problems, 1):
         print(f"{number}. {problem}\n")
     return 1
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes of IPython's tracebacks: only for a terminal
+
+
+def exercise_names(path) -> dict[str, tuple[str, str]]:
+    """{test cell source: (grade_id, the title of the exercise it tests)}: the title is the last
+    '### Exercise …' heading above the cell (e.g. 'Exercise 4 — the top-p filter (3 points)')."""
+    import nbformat
+
+    names, title = {}, ""
+    for cell in nbformat.read(str(path), as_version=4).cells:
+        if cell.cell_type == "markdown":
+            heading = re.search(r"^#+\s*(Exercise\b.*)$", cell.source, re.M)
+            title = heading.group(1).strip() if heading else title
+        elif cell.metadata.get("nbgrader", {}).get("grade"):
+            names[cell.source.strip()] = (cell.metadata["nbgrader"].get("grade_id", "?"), title)
+    return names
 
 
 def _indent(text: str, spaces: int, max_lines: int) -> str:

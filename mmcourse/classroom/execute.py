@@ -262,16 +262,21 @@ def names_read(source: str) -> list[str]:
 def import_bindings(notebooks: list[nbformat.NotebookNode]) -> dict[str, str]:
     """What the instructor's notebooks import, as {name: 'module' or 'module:attribute'}.
 
-    Only cells that are not solutions count: these are what a test cell may rely on.
+    Only cells that are not solutions count: these are what a test cell may rely on. A name that an answer
+    cell defines is the student's own (notebook 11 writes `misalign_pairs`, tests it, and only then imports
+    the package's): it is never rebound, or the test would grade the package instead of the student.
     """
-    bindings = {}
+    bindings, answers = {}, set()
     for nb in notebooks:
         for cell in nb.cells:
-            if cell.cell_type != "code" or cell.metadata.get("nbgrader", {}).get("solution"):
+            if cell.cell_type != "code":
                 continue
             try:
                 tree = ast.parse(cell.source)
             except SyntaxError:
+                continue
+            if cell.metadata.get("nbgrader", {}).get("solution"):
+                answers |= top_level_names(tree)
                 continue
             for node in ast.walk(tree):
                 if isinstance(node, ast.Import):
@@ -285,4 +290,25 @@ def import_bindings(notebooks: list[nbformat.NotebookNode]) -> dict[str, str]:
                     for alias in node.names:
                         if alias.name != "*":
                             bindings[alias.asname or alias.name] = f"{node.module}:{alias.name}"
-    return bindings
+    return {name: target for name, target in bindings.items() if name not in answers}
+
+
+def top_level_names(tree: ast.Module) -> set[str]:
+    """The global names a cell binds: its functions, classes, assignments, imports and loop variables."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"}
+        else:
+            targets = {ast.Assign: "targets", ast.AnnAssign: "target", ast.AugAssign: "target", ast.For: "target",
+                       ast.With: "items"}
+            for kind, field in targets.items():
+                if isinstance(node, kind):
+                    value = getattr(node, field)
+                    for part in value if isinstance(value, list) else [value]:
+                        part = part.optional_vars if isinstance(part, ast.withitem) else part
+                        if part is not None:
+                            names |= {n.id for n in ast.walk(part) if isinstance(n, ast.Name)}
+    return names

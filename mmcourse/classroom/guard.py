@@ -290,7 +290,7 @@ class Guard:
                 now = user_ns.get(name, _MISSING)
                 if now is not self.bindings[name]:
                     user_ns[name] = self.bindings[name]
-                    if now is _MISSING or self.made_by_student(now):
+                    if now is not _MISSING and self.made_by_student(now):  # missing: the test imports it itself
                         repaired.append(f"global {name}")
             elif name in vars(builtins) and name in user_ns:
                 del user_ns[name]  # a global that shadows a builtin the test uses (e.g. `sum = ...`)
