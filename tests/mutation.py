@@ -1,7 +1,7 @@
 """Mutation testing of the exercises: do the tests catch plausible wrong answers, and accept other right ones?
 
 For a notebook of solutions/, one kernel runs the notebook top to bottom. At each answer cell that has variants
-(tests/mutants.py), before the real answer runs, every variant is defined in its place and then judged twice:
+(tests/mutants/nbNN.py), before the real answer runs, every variant is defined in its place and then judged twice:
 by the test cell's **visible** part (what `mmcourse validate` runs: the hidden block removed) and by the whole
 test cell (what grading runs). Then the real answer is defined again and the notebook goes on.
 
@@ -78,7 +78,7 @@ def run_mutants(name: str, mutants: dict) -> list[Result]:
     grade_ids = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(cells)}
     unknown = sorted(set(mutants) - set(grade_ids))
     if unknown:
-        raise KeyError(f"{name} has no answer cells {unknown}; check the grade ids in tests/mutants.py")
+        raise KeyError(f"{name} has no answer cells {unknown}; check the grade ids in tests/mutants/nb{name[:2]}.py")
     tests = {}  # answer grade_id → index of its test cell: the next graded cell after it
     for answer in mutants:
         i = grade_ids[answer]

@@ -1,4 +1,4 @@
-"""Every graded exercise with variants in tests/mutants.py is judged as required (see tests/mutation.py):
+"""Every graded exercise with variants in tests/mutants/ is judged as required (see tests/mutation.py):
 each wrong answer fails — the visible tests catch those the instructions warn about, with a message that names the
 mistake — and each right answer written differently passes the visible and the hidden tests.
 `python -m tests.mutation` prints the table of what each kind of test catches."""
