@@ -204,3 +204,16 @@ def test_mmcourse_grade_honest_is_ok_and_untouched_is_zero(name, tmp_path):
     assert perfect["max_score"] > 0 and perfect["score"] == perfect["max_score"], perfect
     assert (untouched["status"], untouched["reason"]) == ("ok", ""), f"the untouched release was reported: {untouched}"
     assert untouched["score"] == 0, f"the untouched release earned points: {untouched}"
+
+
+def test_readme_states_each_notebooks_exercises_and_points():
+    """The README's notebook table says how many exercises and points each notebook has: keep it true."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for name in ASSIGNMENTS:
+        cells = [nbgrader_meta(c) for c in read(REPO / "solutions" / name / f"{name}.ipynb").cells]
+        exercises = sum(1 for m in cells if m.get("solution"))
+        points = sum(m.get("points", 0) for m in cells if m.get("grade"))
+        stated = "—" if exercises == 0 else f"{exercises} · {points:g}"
+        row = re.search(rf"^\| {name[:2]} \|.*\| ([^|]+) \|$", readme, re.M)
+        assert row, f"README's notebook table has no row for {name}"
+        assert row.group(1).strip() == stated, f"README says {row.group(1).strip()!r} for {name}; it has {stated!r}"
