@@ -8,6 +8,7 @@ from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
 from mmcourse.classroom import HideTestTracebacks
+from mmcourse.classroom.execute import autograde_preprocessors
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
@@ -21,6 +22,11 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # A cell that imports torch and transformers needs more than nbgrader's default 30 s on a slow laptop.
 c.Execute.timeout = 120
+
+# Every grading path runs the test cells with the guard (mmcourse/classroom/guard.py): `mmcourse grade`, and also
+# plain `nbgrader autograde` and the formgrader's Autograde button, which read this file. GuardedExecute takes
+# Execute's place: before each test cell it undoes what the hand-in patched (check helpers, torch, builtins, ...).
+c.Autograde.autograde_preprocessors = autograde_preprocessors()
 
 # A test cell that a student deleted is put back and run, instead of scoring nothing.
 c.OverwriteCells.add_missing_cells = True

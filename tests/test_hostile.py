@@ -321,3 +321,46 @@ def test_feedback_has_no_hidden_tests_or_solutions(graded_class):
         checked += 1
     assert checked >= len(rows) - 3, "feedback is missing for graded submissions"
 
+
+
+# ---------------------------------------------------------------- the guard on nbgrader's own paths
+
+PLAIN_PATHS = {  # student → (attack, how it is graded)
+    "cli_honest": ("honest", "nbgrader autograde"), "cli_redefine_check_helpers": ("redefine_check_helpers", "nbgrader autograde"),
+    "cli_patch_grading_module": ("patch_grading_module", "nbgrader autograde"),
+    "button_swap_sys_modules": ("swap_sys_modules", "formgrader"),
+    "button_patch_grading_internals": ("patch_grading_internals", "formgrader"),
+}
+
+
+@pytest.fixture(scope="session")
+def graded_by_nbgrader(tmp_path_factory):
+    """Hand-ins graded without `mmcourse grade`: by `nbgrader autograde` on the command line, and by
+    NbGraderAPI.autograde, which is what the formgrader's Autograde button calls. nbgrader_config.py must bring the
+    guard along on both."""
+    root = classroom.copy_course(REPO, tmp_path_factory.mktemp("plain"), [NAME])
+    api = classroom.open_course(root)
+    assert api.generate_assignment(NAME)["success"]
+    source = nbformat.read(classroom.notebook_path(root, "solutions", NAME), as_version=4)
+    release = nbformat.read(REPO / "course" / NAME / f"{NAME}.ipynb", as_version=4)
+    for student, (attack, _) in PLAIN_PATHS.items():
+        nb = honest_work(source, release)
+        _set_answer(nb, "nb01_vit_token_count", WRONG_VIT + ATTACKS[attack][0])
+        classroom.submit(root, NAME, student, nb)
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
+               PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    for student, (_, path) in PLAIN_PATHS.items():
+        if path == "nbgrader autograde":
+            done = subprocess.run([str(Path(sys.executable).parent / "nbgrader"), "autograde", NAME, "--student", student],
+                                  cwd=root, env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr[-3000:]
+        else:
+            assert api.autograde(NAME, student)["success"]
+    return {student: classroom.scores(api, NAME, student)["total"][0] for student in PLAIN_PATHS}
+
+
+@pytest.mark.parametrize("student", sorted(PLAIN_PATHS))
+def test_nbgrader_autograde_and_the_formgrader_button_run_the_guard(graded_by_nbgrader, student):
+    attack, path = PLAIN_PATHS[student]
+    assert graded_by_nbgrader[student] == HONEST, \
+        f"{attack} through {path} scored {graded_by_nbgrader[student]}, its real work earns {HONEST}"

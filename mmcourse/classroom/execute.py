@@ -21,6 +21,7 @@ import math
 import re
 import secrets
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +41,8 @@ OK, TAMPERED, KERNEL_DIED, TIMEOUT, OUTPUT_FLOOD, KILLED, ERROR, MISSING = (
 
 
 class GuardedExecute(Execute):
-    """nbgrader's Execute, hardened for grading (configured only by `mmcourse grade`, never in releases).
+    """nbgrader's Execute, hardened for grading: `mmcourse grade`'s workers and the course's nbgrader_config.py
+    (so plain `nbgrader autograde` and the formgrader's Autograde button) put it in Execute's place; never in releases.
 
     - runs the kernel in the sandbox of `SandboxKernelManager.plan`;
     - injects the guard: a setup cell first, a check cell before every test cell (removed afterwards);
@@ -73,7 +75,8 @@ class GuardedExecute(Execute):
         self.output_bytes = 0
         self.flooded = False
         GuardedExecute.report = {"status": OK, "reason": "", "repaired": {}}
-        injected = self._inject_guard(nb) if self.guard else {}
+        injected = self._inject_guard(nb, dict(self.bindings) or instructor_bindings(self.config, resources)) \
+            if self.guard else {}
         self.labels = []  # how a reason names each cell: its grade_id, or its position in the submission
         for cell in nb.cells:
             if "mmcourse_guard" in cell.metadata:
@@ -81,6 +84,10 @@ class GuardedExecute(Execute):
             else:
                 position = sum(1 for label in self.labels if label != "the grader's guard cell") + 1
                 self.labels.append(cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {position}")
+        own_folder = None
+        if SandboxKernelManager.folder is None:  # plain `nbgrader autograde`: no worker made a private folder
+            own_folder = tempfile.TemporaryDirectory(prefix="mmcourse-kernel-")
+            SandboxKernelManager.folder = Path(own_folder.name)
         try:
             with self.setup_kernel():
                 info = self.wait_for_reply(self.kc.kernel_info())
@@ -93,6 +100,10 @@ class GuardedExecute(Execute):
             for cell in self.nb.cells:
                 if is_graded(cell) and not any(o.output_type == "error" for o in cell.get("outputs", [])):
                     fail_cell(cell, "GradingError", self.stopped[1])
+        finally:
+            if own_folder is not None:
+                SandboxKernelManager.folder = None
+                own_folder.cleanup()
         self._fold_guard(nb, injected)
         self.set_widgets_metadata()
         if self.stopped:
@@ -172,13 +183,13 @@ class GuardedExecute(Execute):
 
     # -- the guard
 
-    def _inject_guard(self, nb) -> dict:
+    def _inject_guard(self, nb, bindings: dict) -> dict:
         """Insert the setup cell and a check cell before each test cell. → {check cell id: nonce}."""
         setup_nonce = secrets.token_hex(8)
         setup = ("def __mmcourse_guard_setup():\n"
                  "    namespace = {'__name__': 'mmcourse_guard'}\n"
                  f"    exec(compile({GUARD_SOURCE!r}, 'mmcourse/classroom/guard.py', 'exec'), namespace)\n"
-                 f"    namespace['install']({setup_nonce!r}, {dict(self.bindings)!r})\n"
+                 f"    namespace['install']({setup_nonce!r}, {bindings!r})\n"
                  "__mmcourse_guard_setup(); del __mmcourse_guard_setup\n")
         cells = [new_code_cell(setup, metadata={"mmcourse_guard": setup_nonce})]
         for cell in nb.cells:
@@ -237,6 +248,13 @@ class GuardedExecute(Execute):
             GuardedExecute.report.update(status=TAMPERED, reason="tampering undone " + "; ".join(parts))
 
 
+def autograde_preprocessors() -> list:
+    """nbgrader's autograde preprocessors with GuardedExecute in Execute's place (for Autograde.autograde_preprocessors)."""
+    from nbgrader.converters.autograde import Autograde
+
+    return [GuardedExecute if p is Execute else p for p in Autograde.autograde_preprocessors.default()]
+
+
 # ---------------------------------------------------------------- test cells, and what the guard rebinds
 
 
@@ -291,6 +309,19 @@ def import_bindings(notebooks: list[nbformat.NotebookNode]) -> dict[str, str]:
                         if alias.name != "*":
                             bindings[alias.asname or alias.name] = f"{node.module}:{alias.name}"
     return {name: target for name, target in bindings.items() if name not in answers}
+
+
+def instructor_bindings(config, resources) -> dict[str, str]:
+    """The bindings of this assignment's source notebook, for plain `nbgrader autograde` and the formgrader's
+    Autograde button, where no worker passes them (nbgrader tells the preprocessor the assignment and notebook)."""
+    from nbgrader.coursedir import CourseDirectory
+
+    info = (resources or {}).get("nbgrader", {})
+    if not info.get("assignment") or not info.get("notebook"):
+        return {}
+    coursedir = CourseDirectory(config=config)
+    path = Path(coursedir.format_path(coursedir.source_directory, ".", info["assignment"])) / f"{info['notebook']}.ipynb"
+    return import_bindings([nbformat.read(path, as_version=4)]) if path.is_file() else {}
 
 
 def top_level_names(tree: ast.Module) -> set[str]:

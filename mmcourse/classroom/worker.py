@@ -26,9 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import nbformat
-from nbgrader.preprocessors import Execute
 
-from mmcourse.classroom.execute import ERROR, MIB, MISSING, OK, GuardedExecute
+from mmcourse.classroom.execute import ERROR, MIB, MISSING, OK, GuardedExecute, autograde_preprocessors
 from mmcourse.classroom.nbgrader import open_course, scores
 from mmcourse.classroom.sandbox import SandboxKernelManager, SandboxPlan
 
@@ -62,14 +61,11 @@ def grade_submission(job: Job) -> dict:
     """Autograde one submission in its own course folder (runs inside the worker process)."""
     import resource
 
-    from nbgrader.converters.autograde import Autograde
-
     start = time.monotonic()
     work = Path(job.work)
     shutil.copytree(job.template, work, symlinks=True)
-    preprocessors = [GuardedExecute if p is Execute else p for p in Autograde.autograde_preprocessors.default()]
     overrides = {"CourseDirectory": {"db_url": f"sqlite:///{work / 'gradebook.db'}", "release_directory": "release"},
-                 "Autograde": {"autograde_preprocessors": preprocessors},
+                 "Autograde": {"autograde_preprocessors": autograde_preprocessors()},
                  "GuardedExecute": {"deadline": start + job.limits.wall_seconds - min(10, job.limits.wall_seconds / 5),
                                     "max_output_bytes": int(job.limits.max_output_mb * MIB),
                                     "bindings": job.bindings, "guard": int(job.limits.guard)}}
