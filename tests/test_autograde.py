@@ -216,3 +216,12 @@ def test_kernel_env_drops_secrets(monkeypatch, tmp_path):
     monkeypatch.setenv("MMCOURSE_DEVICE", "cpu")
     env = sandbox.kernel_env(tmp_path)
     assert "PGPASSWORD" not in env and env["MMCOURSE_DEVICE"] == "cpu" and env["HOME"] == str(tmp_path)
+
+
+def test_kernel_env_gives_each_kernel_one_thread(monkeypatch, tmp_path):
+    """An honest notebook 01 took 142 s instead of 12 s (status timeout) when kernels inherited OMP_NUM_THREADS=2
+    on a busy 2-core machine: graded kernels get one thread whatever the grader's environment says."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("MKL_NUM_THREADS", "8")
+    env = sandbox.kernel_env(tmp_path)
+    assert (env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"], env["OPENBLAS_NUM_THREADS"]) == ("1", "1", "1")

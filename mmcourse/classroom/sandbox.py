@@ -144,7 +144,9 @@ def kernel_env(home: Path) -> dict[str, str]:
                MPLCONFIGDIR=str(home / "matplotlib"), XDG_CACHE_HOME=str(home / "cache"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"), MPLBACKEND="Agg",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONDONTWRITEBYTECODE="1")
-    env.setdefault("OMP_NUM_THREADS", "1")
+    # One thread per graded kernel, whatever the grader's environment says: `--jobs` is the parallelism, and a kernel
+    # that inherits OMP_NUM_THREADS=2 on a busy 2-core machine runs up to 10x slower and times out an honest student.
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     return env
 
 
