@@ -15,8 +15,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -115,7 +117,8 @@ ATTACKS = {
         "import glob, json, os\n"
         "texts = []\n"
         "for pattern in ['{root}/solutions/*/*.ipynb', '{root}/gradebook.db', '*.ipynb', '../../../*/*/*.ipynb',\n"
-        "                '../../../gradebook.db', '/tmp/mmcourse-grade-*/*/*/*/*.ipynb', '/tmp/mmcourse-grade-*/*/*.db']:\n"
+        "                '../../../gradebook.db', '/tmp/mmcourse-grade-*/*/*/*/*.ipynb', '/tmp/mmcourse-grade-*/*/*.db',\n"
+        "                '{repo}/solutions/*/*.ipynb', '/tmp/*/solutions/*/*.ipynb', '/root/*/solutions/*/*.ipynb']:\n"
         "    for path in glob.glob(pattern):\n"
         "        try:\n"
         "            texts += [t for t in [open(path, errors='ignore').read()] if t]  # a hidden file reads empty\n"
@@ -132,6 +135,16 @@ ATTACKS = {
         "            exec(source, globals())\n"
         "print('read', len(texts), 'files')\n"
         "print('\\n'.join(texts)[:200000])\n", HONEST, "ok"),
+    "fill_the_disk": (  # 1 GiB into the machine's /tmp and 1 GiB into the work folder: each write must stop early
+        "import os\n"
+        "for target in ['/tmp/mmcourse-fill-the-disk.bin', 'fill-the-disk.bin']:\n"
+        "    try:\n"
+        "        with open(target, 'wb') as handle:\n"
+        "            for _ in range(16):\n"
+        "                handle.write(b'x' * 64 * 2**20)\n"
+        "    except OSError as err:\n"
+        "        print('write stopped:', err)\n"
+        "print('left behind:', os.path.getsize('/tmp/mmcourse-fill-the-disk.bin'))\n", HONEST, "ok"),
     "leave_a_process_behind": (
         "import subprocess\n"
         "subprocess.Popen(['sleep', '3600'], start_new_session=True)\n", HONEST, "ok"),
@@ -175,7 +188,7 @@ ANSWER_ATTACKS = {  # code in another answer cell, aimed at the parameters_per_p
 BROKEN = {"invalid_json": (0.0, "error"), "missing_notebook": (0.0, "missing")}
 REFERENCE = {"perfect": (10.0, "ok"), "untouched": (0.0, "ok")}
 # Attacks whose defence is the sandbox (user nobody, namespaces), not the guard.
-NEEDS_SANDBOX = {"read_instructor_files", "leave_a_process_behind"}
+NEEDS_SANDBOX = {"read_instructor_files", "leave_a_process_behind"}  # fill_the_disk: RLIMIT_FSIZE everywhere
 
 
 def _test_cell(nb, grade_id):
@@ -209,9 +222,15 @@ def expected_table() -> dict[str, tuple[float, str]]:
 
 
 @pytest.fixture(scope="session")
-def graded_class(tmp_path_factory):
+def graded_class(tmp_path_factory, request):
     """The whole corpus submitted to one course and graded by one `mmcourse grade --jobs 2 --feedback`."""
     root = classroom.copy_course(REPO, tmp_path_factory.mktemp("hostile"), [NAME])
+    # A TA's stray copy of the course in the machine's /tmp: world-readable, and no deny-list knows it.
+    stray = Path(tempfile.mkdtemp(prefix="mmcourse-stray-copy-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(stray, ignore_errors=True))
+    shutil.copytree(REPO / "solutions" / NAME, stray / "solutions" / NAME)
+    for path in [stray, *stray.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     api = classroom.open_course(root)
     assert api.generate_assignment(NAME)["success"]
     source = nbformat.read(classroom.notebook_path(root, "solutions", NAME), as_version=4)
@@ -220,7 +239,7 @@ def graded_class(tmp_path_factory):
                    "untouched": up_to_last_test(release)}
     for name, (code, _, _) in ATTACKS.items():
         nb = honest_work(source, release)
-        _set_answer(nb, "nb01_vit_token_count", WRONG_VIT + code.replace("{root}", str(root)))
+        _set_answer(nb, "nb01_vit_token_count", WRONG_VIT + code.replace("{root}", str(root)).replace("{repo}", str(REPO)))
         submissions[name] = nb
     for name, (edit, _, _) in EDITS.items():
         nb = honest_work(source, release)
@@ -282,6 +301,19 @@ def test_reasons_name_the_failure(graded_class):
     assert "guard did not run" in rows["input_transformer_blanks_everything"]["reason"]
     assert "nbgrader could not grade it" in rows["invalid_json"]["reason"]
     assert "JSON" in rows["invalid_json"]["reason"]
+
+
+def test_a_kernel_cannot_fill_the_disk(graded_class):
+    root, done, rows, _ = graded_class
+    left = Path("/tmp/mmcourse-fill-the-disk.bin")
+    if left.exists():
+        left.unlink()
+        if "allow-list file system" in done.stdout or os.environ.get("MMCOURSE_REQUIRE_SANDBOX") == "1":
+            pytest.fail("a hand-in left a file in the machine's /tmp")
+        pytest.skip("no bubblewrap here: the kernel writes into the machine's /tmp (each file ≤ the size limit)")
+    graded = nbformat.read(classroom.notebook_path(root, "autograded", NAME, "fill_the_disk"), as_version=4)
+    printed = "".join(o.get("text", "") for c in graded.cells for o in c.get("outputs", []) if c.cell_type == "code")
+    assert printed.count("write stopped") == 2, f"a 1 GiB write went through: {printed[:500]}"
 
 
 def test_no_process_survives_grading(graded_class):

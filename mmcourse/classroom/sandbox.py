@@ -1,29 +1,35 @@
 """The box a student's kernel runs in while it is graded.
 
-A kernel runs the student's code, so it gets as little as the operating system allows:
+A kernel runs the student's code, so it gets as little as the operating system allows. Where the machine has
+bubblewrap (`bwrap`, Debian's `bubblewrap`: the sandbox Flatpak uses) and the grader is root, the kernel runs in an
+ALLOW-LIST: a new, empty file system holding only
 
-    memory      an address-space limit (RLIMIT_AS): a huge allocation fails with MemoryError
-                instead of taking the machine down. torch alone maps ≈ 3.3 GB of address space,
-                so the limit counts virtual memory, not resident memory.
-    network     a new network namespace (`unshare --net`): no interface but a loopback that is
-                down. The kernel talks to the grader over ZMQ's IPC transport (unix sockets,
-                which cross network namespaces; TCP on 127.0.0.1 would not).
-    processes   a new PID namespace: when the kernel dies or is killed, every process it started
-                dies with it, and /proc shows no other process.
-    user        `nobody`, with no supplementary groups and no way to regain privileges: the kernel
-                cannot read the instructor's gradebook (it holds the hidden tests), write into the
-                course, or signal the grader.
-    files       a new mount namespace hides the course's secrets (source notebooks, gradebook,
-                other students' submissions) even where they are world-readable.
+    read-only   the system's programs and libraries (/usr, /bin, /lib…), the Python installation and environment,
+                and the installed mmcourse package itself — not the repository around an editable install,
+                not any other copy of the course, not the instructor's home;
+    read-write  its own work folder (the hand-in) and its private runtime folder (sockets, home);
+    /tmp        a private tmpfs of bounded size (`tmp_bytes`), gone when the kernel ends;
 
-Each of these needs root and util-linux's `unshare`; `plan_sandbox()` checks what works here and
-falls back (with a note saying what is missing) where it does not — the memory limit always applies.
+as user `nobody`, with no network (a new network namespace), no other process (a new PID namespace; every
+process it starts dies with it) and no capabilities. Beneath that, the launcher below sets the limits:
 
-This file is also the launcher: the kernel command becomes
+    memory      an address-space limit (RLIMIT_AS): a huge allocation fails with MemoryError. torch alone maps
+                ≈ 3.3 GB of address space, so the limit counts virtual memory, not resident memory.
+    files       no file larger than `file_bytes` (RLIMIT_FSIZE: the write fails with "File too large").
 
-    unshare --net --pid --fork --kill-child --mount-proc -- python -I sandbox.py SPEC -- KERNEL_CMD...
+Without bubblewrap, the fallback is the older DENY-LIST: util-linux's `unshare` (network, PID and mount
+namespaces), known secrets (the course's source notebooks, gradebook, other submissions) covered by empty mounts,
+and `nobody`; everything else on the machine stays readable. `plan_sandbox()` checks what works here; the first
+line `mmcourse grade` prints (SandboxPlan.describe) says which isolation is in force, and the notes say why.
 
-and `launch()` below (stdlib only) hides files, sets limits and drops to `nobody` before it execs the kernel.
+The kernel talks to the grader over ZMQ's IPC transport (unix sockets in the runtime folder, which cross network
+namespaces; TCP on 127.0.0.1 would not). The kernel command becomes
+
+    bwrap --unshare-all --uid 65534 … --ro-bind /usr /usr … -- python -I sandbox.py SPEC -- KERNEL_CMD…
+    unshare --net --pid --fork --kill-child --mount-proc -- python -I sandbox.py SPEC -- KERNEL_CMD…   (fallback)
+
+and `launch()` below (stdlib only) sets the limits (and, in the fallback, hides files and drops to `nobody`)
+before it execs the kernel.
 
 Where it sits: scheduler.py plans the sandbox once per class (`plan_sandbox`), worker.py points
 `SandboxKernelManager` at its private folder, and execute.GuardedExecute starts every kernel with it.
@@ -57,6 +63,10 @@ class SandboxPlan:
     """What a kernel launched by `SandboxKernelManager` gets. `notes` say what fell back and why."""
 
     memory_bytes: int | None = 8 * GIB
+    bwrap: bool = False  # the allow-list: bubblewrap builds the kernel's file system from `allow` (needs root)
+    allow: list[str] = field(default_factory=list)  # read-only folders of the allow-list (Python, the package)
+    tmp_bytes: int = 512 * 1024**2  # size of the kernel's private /tmp (allow-list only)
+    file_bytes: int = 256 * 1024**2  # no file larger than this (RLIMIT_FSIZE), everywhere
     namespaces: bool = False  # network, PID and mount namespaces (needs root and unshare)
     uid: int | None = None  # run the kernel as this user (None: as the grader's user)
     hide: list[str] = field(default_factory=list)  # paths the kernel must not see (needs namespaces)
@@ -67,15 +77,64 @@ class SandboxPlan:
         memory = f"{self.memory_bytes / GIB:g} GiB address space" if self.memory_bytes else "no memory limit"
         network = "isolated" if self.namespaces else "NOT isolated"
         user = "nobody" if self.uid == NOBODY else (f"uid {self.uid}" if self.uid is not None else "the grader's user")
-        return f"kernel: {memory}; network {network}; runs as {user}; {len(self.hide)} course paths hidden"
+        files = (f"allow-list file system (bubblewrap): {len(self.allow)} read-only folders, private "
+                 f"{self.tmp_bytes / 1024**2:g} MiB /tmp" if self.bwrap else
+                 f"deny-list: {len(self.hide)} course paths hidden, the rest of the machine readable")
+        return (f"kernel: {memory}; network {network}; runs as {user}; {files}; "
+                f"files ≤ {self.file_bytes / 1024**2:g} MiB")
 
-    def wrap(self, kernel_cmd: list[str], stage: str | None = None) -> list[str]:
-        """The command that starts `kernel_cmd` inside this sandbox (`stage`: an empty folder it may mount on)."""
-        spec = json.dumps({"memory_bytes": self.memory_bytes, "uid": self.uid, "stage": stage,
-                           "hide": self.hide if self.namespaces else [],
+    def wrap(self, kernel_cmd: list[str], stage: str | None = None, writable: list[str] = (),
+             cwd: str | None = None) -> list[str]:
+        """The command that starts `kernel_cmd` inside this sandbox. `writable`: the folders the kernel may write
+        (its work folder, its runtime folder), `cwd` its working folder; `stage`: an empty folder the deny-list
+        launcher may mount on."""
+        if self.bwrap:
+            spec = json.dumps({"memory_bytes": self.memory_bytes, "file_bytes": self.file_bytes, "uid": self.uid})
+            launcher = [sys.executable, "-I", str(Path(__file__).resolve()), spec, "--", *kernel_cmd]
+            return bwrap_command(self, list(writable), cwd) + ["--", *launcher]
+        spec = json.dumps({"memory_bytes": self.memory_bytes, "file_bytes": self.file_bytes, "uid": self.uid,
+                           "stage": stage, "hide": self.hide if self.namespaces else [],
                            "expose": self.expose if self.namespaces and self.uid is not None else []})
         launcher = [sys.executable, "-I", str(Path(__file__).resolve()), spec, "--", *kernel_cmd]
         return (UNSHARE + ["--"] if self.namespaces else []) + launcher
+
+
+def _open_parents(folders: list[str]) -> list[str]:
+    """bwrap makes the folders above a mount point private (0700): create them open, or `nobody` cannot reach it."""
+    parents = sorted({str(parent) for folder in folders for parent in Path(folder).parents if str(parent) != "/"},
+                     key=lambda path: path.count("/"))
+    return [arg for parent in parents for arg in ("--perms", "0755", "--dir", parent)]
+
+
+# What every program needs from the system, read-only (a missing one is skipped: --ro-bind-try).
+SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/ld.so.cache", "/etc/ld.so.conf",
+                  "/etc/ld.so.conf.d", "/etc/fonts", "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
+                  "/etc/alternatives", "/etc/mime.types")
+
+
+def bwrap_command(plan: SandboxPlan, writable: list[str], cwd: str | None) -> list[str]:
+    """bubblewrap's arguments for the allow-list: an empty root with only what the kernel needs."""
+    # No user namespace: in one, `nobody` inside would be root outside (the owner of root's files). Instead the
+    # launcher drops to the real `nobody` (setuid, no groups, no new privileges): the only capabilities it keeps.
+    cmd = ["bwrap", "--die-with-parent", "--new-session", "--unshare-net", "--unshare-pid", "--unshare-ipc",
+           "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID",
+           "--cap-add", "CAP_SETGID", "--hostname", "mmcourse-grading"]
+    cmd += _open_parents([*SYSTEM_FOLDERS, *plan.allow])
+    for folder in SYSTEM_FOLDERS:
+        cmd += ["--ro-bind-try", folder, folder]
+    for folder in plan.allow:
+        cmd += ["--ro-bind", folder, folder]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(plan.tmp_bytes), "--tmpfs", "/tmp"]
+    cmd += _open_parents(writable)  # after /tmp's tmpfs, which would cover them
+    for folder in writable:
+        cmd += ["--bind", folder, folder]
+    for secret in plan.hide:  # a secret inside a writable folder (a gradebook beside the hand-in): covered
+        if any(secret.startswith(folder.rstrip("/") + "/") for folder in writable) and os.path.exists(secret):
+            cmd += ["--perms", "0000", "--tmpfs", secret, "--remount-ro", secret] if os.path.isdir(secret) \
+                else ["--ro-bind", "/dev/null", secret]
+    if cwd:
+        cmd += ["--chdir", cwd]
+    return cmd
 
 
 def _runs(cmd: list[str], timeout: float = 30) -> tuple[bool, str]:
@@ -99,6 +158,21 @@ def plan_sandbox(memory_gb: float | None = 8, isolate: bool = True, hide: list[s
         plan.notes.append("not running as root: network not isolated, kernel runs as the grader's user "
                           "(run `mmcourse grade` as root, e.g. in the grading container, for a full sandbox)")
         return plan
+    if shutil.which("bwrap") is None:
+        plan.notes.append("bubblewrap not found: falling back to the deny-list sandbox, in which the rest of the "
+                          "machine (other copies of the course included) stays readable (apt-get install bubblewrap)")
+    else:
+        allowed = SandboxPlan(memory_bytes=plan.memory_bytes, bwrap=True, allow=python_folders(), uid=NOBODY,
+                              namespaces=True)
+        check = ("import importlib.util as u\n"
+                 "for name in ('ipykernel', 'torch', 'mmcourse'):\n"
+                 "    spec = u.find_spec(name); open(spec.origin, 'rb').close()\n")
+        ok, why = _runs(allowed.wrap([sys.executable, "-c", check]))
+        if ok:
+            allowed.hide = sorted(set(hide or []))
+            return allowed
+        plan.notes.append(f"bubblewrap cannot run the kernel here ({why.splitlines()[-1] if why else 'failed'}): "
+                          f"falling back to the deny-list sandbox")
     if shutil.which("unshare") is None:
         plan.notes.append("util-linux `unshare` not found: network not isolated (apt-get install util-linux)")
     else:
@@ -129,9 +203,13 @@ def plan_sandbox(memory_gb: float | None = 8, isolate: bool = True, hide: list[s
 
 def python_folders() -> list[str]:
     """The folders a kernel of this Python needs: the installation, the environment, sys.path."""
+    package = Path(__file__).resolve().parent.parent  # mmcourse/, wherever an editable install keeps it
     candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix}
-    candidates |= {p for p in sys.path if p and os.path.isdir(p) and os.path.realpath(p) != os.path.realpath(os.getcwd())}
-    candidates.add(str(Path(__file__).resolve().parent.parent))  # mmcourse, wherever an editable install keeps it
+    # sys.path, except the folder the grader runs in and a checkout that holds the package (an editable install
+    # with a .pth line, or `python -m` from the repository): the kernel gets mmcourse/, not the solutions beside it
+    candidates |= {p for p in sys.path if p and os.path.isdir(p) and os.path.realpath(p) != os.path.realpath(os.getcwd())
+                   and not (Path(p) / "mmcourse").resolve() == package}
+    candidates.add(str(package))
     folders = sorted(os.path.realpath(p) for p in candidates)
     return [p for p in folders if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in folders)]
 
@@ -227,7 +305,11 @@ class SandboxKernelManager(AsyncKernelManager):
         kw["stderr"] = open(self.runtime / "kernel.log", "ab")  # why a kernel failed to start, if it did
         stage = self.runtime / "stage"
         stage.mkdir(exist_ok=True)
-        await super()._async_launch_kernel(plan.wrap(kernel_cmd, stage=str(stage)), **kw)
+        writable = [str(self.runtime)] + ([str(Path(kw["cwd"]).resolve())] if kw.get("cwd") else [])
+        if plan.bwrap:
+            kw["env"]["TMPDIR"] = "/tmp"  # the private, bounded tmpfs
+        await super()._async_launch_kernel(plan.wrap(kernel_cmd, stage=str(stage), writable=writable,
+                                                     cwd=writable[1] if len(writable) > 1 else None), **kw)
 
 
 # ---------------------------------------------------------------- the launcher (runs in the namespaces)
@@ -297,7 +379,8 @@ def launch(spec: dict, cmd: list[str]) -> None:
     if spec.get("memory_bytes"):
         resource.setrlimit(resource.RLIMIT_AS, (spec["memory_bytes"], spec["memory_bytes"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (GIB, GIB))  # no file larger than 1 GiB
+    file_bytes = spec.get("file_bytes") or GIB
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))  # a bigger write fails: "File too large"
     if os.getpid() == 1:  # in the new PID namespace
         _be_init_for(cmd, spec.get("uid"))
     _become(cmd, spec.get("uid"))
