@@ -14,30 +14,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
 
 from benchmarks.common import machine, table
-from mmcourse import tiers
+from mmcourse import runtime, tiers
 from mmcourse.encoding import audio
 
 
 def median_seconds(fns: dict, repeats: int) -> dict:
-    """name → median wall time of fn() over `repeats` runs, after one warm-up run each.
-
-    The functions take turns (a, b, a, b, …), so a busy machine slows them alike.
-    """
-    times = {name: [] for name in fns}
-    with torch.inference_mode():
-        for fn in fns.values():
-            fn()
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    """name → median wall time of fn() over `repeats` runs, taking turns (mmcourse.runtime.run_times)."""
+    return {name: statistics.median(t) for name, t in runtime.run_times(fns, repeats).items()}
 
 
 def log_mel_rows(batch: int, repeats: int) -> list[dict]:

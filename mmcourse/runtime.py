@@ -115,11 +115,10 @@ def setup(seed: int = 0, threads: int = 2) -> torch.device:
     return get_device()
 
 
-def fastest_ms(fns: dict, repeats: int = 5) -> dict[str, float]:
-    """{name: function} → {name: the fastest of `repeats` runs, in ms}, after one warm-up run of each.
+def run_times(fns: dict, repeats: int = 5) -> dict[str, list[float]]:
+    """{name: function} → {name: [seconds of each of `repeats` runs]}, after one warm-up run of each.
 
-    The functions take turns, and the fastest run is the one least disturbed by other programs, so a
-    comparison holds on a busy machine too. Runs under torch.inference_mode."""
+    The functions take turns (a, b, a, b, …), so a busy machine slows them alike. Runs under torch.inference_mode."""
     if not isinstance(fns, dict) or not fns or not all(callable(f) for f in fns.values()):
         raise ValueError("fns must be a non-empty dict {name: function without arguments}")
     times = {name: [] for name in fns}
@@ -130,8 +129,14 @@ def fastest_ms(fns: dict, repeats: int = 5) -> dict[str, float]:
             for name, fn in fns.items():
                 begin = time.perf_counter()
                 fn()
-                times[name].append(1000 * (time.perf_counter() - begin))
-    return {name: min(t) for name, t in times.items()}
+                times[name].append(time.perf_counter() - begin)
+    return times
+
+
+def fastest_ms(fns: dict, repeats: int = 5) -> dict[str, float]:
+    """{name: function} → {name: the fastest of `repeats` runs, in ms} (run_times): the fastest run is the one least
+    disturbed by other programs, so a comparison holds on a busy machine too."""
+    return {name: 1000 * min(t) for name, t in run_times(fns, repeats).items()}
 
 
 def is_offline() -> bool:
