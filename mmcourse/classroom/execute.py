@@ -2,7 +2,7 @@
 
 Where it sits: scheduler.py (the class) → worker.py (one hand-in, one process) → here (its cells), in a
 kernel that sandbox.py starts, with guard.py sent into it. nbgrader's own Autograde converter drives
-this preprocessor; worker.py puts it in place of Execute.
+this preprocessor; worker.py and the course's nbgrader_config.py (autograde_preprocessors) put it in place of Execute.
 
     GuardedExecute      Execute with the guard cells, a per-cell and a wall-clock limit, capped output, and a
                         dead kernel's untested cells failed; the outcome is left in GuardedExecute.report
