@@ -8,7 +8,10 @@ from __future__ import annotations
 import ast
 import csv
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -104,9 +107,70 @@ def test_a_worker_that_hangs_is_killed_and_earlier_grades_stay(course, monkeypat
     monkeypatch.setattr(scheduler, "HARD_KILL_GRACE", 1)
     rows = grade(course, jobs=2, limits=worker.Limits(wall_seconds=15, cell_seconds=10, memory_gb=4))
     assert rows["b_hangs"]["status"] == "killed" and rows["b_hangs"]["score"] == 0
-    assert rows["a_first"]["status"] == "ok" and rows["a_first"]["score"] == 4.0
+    assert "a_first" not in rows, "a_first's hand-in is unchanged since its grade: the run resumes past it"
+    on_disk = read_csv(course)
+    assert (on_disk["a_first"]["status"], on_disk["a_first"]["score"]) == ("ok", "4.0")
+    assert (on_disk["b_hangs"]["status"], on_disk["b_hangs"]["score"]) == ("killed", "0.0")
     api = classroom.open_course(course)
     assert classroom.scores(api, NAME, "a_first")["total"] == (4.0, 4.0)
+
+
+def _grader(course, *args):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    return subprocess.Popen([sys.executable, "-m", "mmcourse.classroom.cli", "grade", NAME, "--course", str(course),
+                             "--memory-gb", "4", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+
+
+def _grades_in_gradebook(course):
+    from nbgrader.api import Gradebook
+
+    api = classroom.open_course(course)
+    with Gradebook(api.coursedir.db_url, api.coursedir.course_id) as gb:
+        return {s.student.id: s.score for s in gb.assignment_submissions(NAME)}
+
+
+def test_a_grader_killed_half_way_loses_nothing_and_the_rerun_resumes(course):
+    """SIGKILL (an OOM kill, a reboot) while the second of three hand-ins is graded: the first grade is kept in the
+    gradebook and the CSV, the worker dies with the grader, and a rerun grades only the two that have no grade."""
+    classroom.submit(course, NAME, "a", submission())
+    classroom.submit(course, NAME, "b", submission(cube="import time\ntime.sleep(8)\nreturn x ** 3"))
+    classroom.submit(course, NAME, "c", submission())
+    run = _grader(course, "--jobs", "1")
+    seen = []
+    for line in run.stdout:
+        seen.append(line)
+        if line.startswith("[1/3]"):
+            break
+    time.sleep(2)  # b's kernel is running its cells
+    run.kill()
+    run.wait()
+    assert any(line.startswith("[1/3] a ") for line in seen), "".join(seen)
+    assert _grades_in_gradebook(course) == {"a": 4.0}
+    assert {s: r["score"] for s, r in read_csv(course).items()} == {"a": "4.0"}, "the CSV has every grade, no more"
+    time.sleep(2)  # the kernel's SIGKILL for the worker (PR_SET_PDEATHSIG) is immediate; its kernel follows
+    stale = [p.parent for p in Path(sandbox.RUN_DIR_PARENT).glob("mmcourse-grade-*/grader.pid")
+             if p.read_text() == str(run.pid)]
+    assert len(stale) == 1
+
+    rerun = _grader(course, "--jobs", "2")
+    out = rerun.communicate(timeout=300)[0]
+    assert rerun.returncode == 0, out
+    assert "resuming: 1 of 3 hand-ins were graded before and are unchanged" in out
+    assert "graded 2 submissions: 2 ok" in out
+    assert not stale[0].exists(), "the dead grader's run folder is removed by the next run"
+    assert _grades_in_gradebook(course) == {"a": 4.0, "b": 4.0, "c": 4.0}
+    assert {s: (r["score"], r["status"]) for s, r in read_csv(course).items()} == {
+        s: ("4.0", "ok") for s in "abc"}
+
+    classroom.submit(course, NAME, "c", submission(cube="return x * x * abs(x)"))  # c hands in again: wrong now
+    again = _grader(course, "--jobs", "2")
+    out = again.communicate(timeout=300)[0]
+    assert "resuming: 2 of 3" in out and "graded 1 submissions: 1 ok" in out, out
+    assert _grades_in_gradebook(course) == {"a": 4.0, "b": 4.0, "c": 2.0}
+    everything = _grader(course, "--jobs", "2", "--regrade")
+    out = everything.communicate(timeout=300)[0]
+    assert "resuming" not in out and "graded 3 submissions: 3 ok" in out, out
 
 
 def test_wall_clock_limit_keeps_the_points_earned_so_far(course):

@@ -128,6 +128,10 @@ def test_grade_exit_status_and_csv(demo_course, capsys):
                      "--memory-gb", "4"]) == 1
     captured = capsys.readouterr()
     assert "kernel_died" in captured.out and "not graded normally" in captured.err
+    rows = csv_path.read_text().splitlines()[1:]
+    assert [r.split(",")[:4] for r in rows] == [["alice", "4.0", "4.0", "ok"], ["bob", "2.0", "4.0", "ok"],
+                                                ["carol", "0.0", "4.0", "kernel_died"]], \
+        "grading one student rewrites the CSV from the gradebook: the others' rows stay"
 
 
 def test_grade_unknown_assignment_is_a_usage_error(demo_course, capsys):

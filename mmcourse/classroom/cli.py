@@ -304,6 +304,8 @@ def add_grade(subparsers) -> None:
     parser.add_argument("--max-output-mb", type=float, default=16, help="output per notebook before it is stopped")
     parser.add_argument("--csv", default=None, help="where to write the grades (default: COURSE/grades/ASSIGNMENT.csv)")
     parser.add_argument("--feedback", action="store_true", help="also generate feedback HTML (feedback/)")
+    parser.add_argument("--regrade", action="store_true",
+                        help="grade every hand-in again (default: resume, skipping hand-ins unchanged since their grade)")
     parser.add_argument("--no-isolation", action="store_true",
                         help="no namespaces, kernel as the grader's user (the memory limit and the guard stay)")
     parser.add_argument("--no-guard", action="store_true", help="do not inject the tamper guard (not recommended)")
@@ -321,7 +323,7 @@ def run_grade(args: argparse.Namespace) -> int:
                            guard=not args.no_guard)
     try:
         rows = scheduler.grade_class(args.course, args.assignment, jobs=args.jobs, limits=limits,
-                                     students=args.student, csv_path=args.csv, feedback=args.feedback,
+                                     students=args.student, csv_path=args.csv, feedback=args.feedback, regrade=args.regrade,
                                      log=lambda line: print(line, flush=True))
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"mmcourse grade: {err}", file=sys.stderr)

@@ -26,6 +26,7 @@ Where it sits: the top of the grader; cli.py's `mmcourse grade` calls `grade_cla
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -50,12 +51,17 @@ CSV_COLUMNS = ("student", "score", "max_score", "status", "reason", "seconds", "
 
 def grade_class(root: Path, assignment: str, jobs: int = 2, limits: Limits | None = None,
                 students: list[str] | None = None, csv_path: Path | None = None, feedback: bool = False,
-                log=print) -> list[dict]:
-    """Autograde every submission of `assignment` in the course folder `root`. → one row per student.
+                regrade: bool = False, log=print) -> list[dict]:
+    """Autograde every submission of `assignment` in the course folder `root`. → one row per hand-in graded now.
 
     Rows: student, score, max_score, status (ok, tampered, kernel_died, timeout, output_flood, killed,
     error, missing), reason, seconds, worker_peak_mib, kernel_peak_mib. The CSV at `csv_path`
-    (default: ROOT/grades/ASSIGNMENT.csv) is rewritten after each submission.
+    (default: ROOT/grades/ASSIGNMENT.csv) is rewritten from the class gradebook after each submission,
+    atomically: every student with a grade has a row, whoever graded them and whenever.
+
+    Resuming: a hand-in whose files are unchanged since `mmcourse grade` recorded its grade (the ledger
+    ROOT/grades/ASSIGNMENT.status.json) is not graded again, so a run killed half-way (an OOM kill, a
+    reboot) picks up where it stopped; `regrade=True` grades every hand-in again.
     """
     limits = limits or Limits()
     if jobs < 1:
@@ -78,6 +84,15 @@ def grade_class(root: Path, assignment: str, jobs: int = 2, limits: Limits | Non
         raise ValueError(f"no submission of {assignment} for {', '.join(unknown)} in "
                          f"{root / api.coursedir.submitted_directory}; found {len(everyone)} students")
     csv_path = Path(csv_path) if csv_path else root / "grades" / f"{assignment}.csv"
+    ledger = Ledger(root / "grades" / f"{assignment}.status.json")
+    handed_in = {s: fingerprint(root / api.coursedir.submitted_directory / s / assignment) for s in students}
+    if not regrade:
+        done = [s for s in students if ledger.is_current(s, handed_in[s]) and has_submission(api, assignment, s)]
+        if done:
+            log(f"resuming: {len(done)} of {len(students)} hand-ins were graded before and are unchanged; their "
+                f"grades are kept (--regrade grades them again)")
+        students = [s for s in students if s not in done]
+    remove_stale_runs()
     secrets_to_hide = [root / api.coursedir.source_directory, root / api.coursedir.submitted_directory,
                        root / api.coursedir.autograded_directory, root / api.coursedir.feedback_directory,
                        root / "nbgrader_config.py"]  # may hold a database password
@@ -88,8 +103,13 @@ def grade_class(root: Path, assignment: str, jobs: int = 2, limits: Limits | Non
     log(f"mmcourse grade {assignment}: {len(students)} submissions, {jobs} workers; {plan.describe()}")
     for note in plan.notes:
         log(f"  note: {note}")
-    run_dir = Path(tempfile.mkdtemp(prefix="mmcourse-grade-", dir=RUN_DIR_PARENT))
+    run_dir = Path(tempfile.mkdtemp(prefix=RUN_PREFIX, dir=RUN_DIR_PARENT))
+    (run_dir / "grader.pid").write_text(str(os.getpid()))
     rows = []
+    if not students:
+        write_csv(csv_path, class_rows(api, assignment, ledger))
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return rows
     try:
         template = make_template(api, assignment, run_dir / "template")
         bindings = import_bindings([nbformat.read(p, as_version=4)
@@ -98,7 +118,7 @@ def grade_class(root: Path, assignment: str, jobs: int = 2, limits: Limits | Non
         queue = [Job(s, assignment, str(submitted / s / assignment), str(template), str(run_dir / "work" / s),
                      str(run_dir), limits, plan, bindings) for s in students]
         (run_dir / "work").mkdir()
-        rows = _run_workers(api, queue, jobs, limits, run_dir, csv_path, log)
+        rows = _run_workers(api, queue, jobs, limits, run_dir, csv_path, ledger, handed_in, log)
         if feedback:
             for row in rows:
                 if row["status"] not in (ERROR, KILLED, MISSING):
@@ -111,7 +131,8 @@ def grade_class(root: Path, assignment: str, jobs: int = 2, limits: Limits | Non
     return rows
 
 
-def _run_workers(api, queue: list[Job], jobs: int, limits: Limits, run_dir: Path, csv_path: Path, log) -> list[dict]:
+def _run_workers(api, queue: list[Job], jobs: int, limits: Limits, run_dir: Path, csv_path: Path, ledger: Ledger,
+                 handed_in: dict, log) -> list[dict]:
     """Start workers up to `jobs`, collect each as it ends (or kill it when overdue), merge, write the CSV."""
     context = multiprocessing.get_context("fork")  # workers start with nbgrader already imported
     rows, running, total = [], {}, len(queue)
@@ -148,7 +169,8 @@ def _run_workers(api, queue: list[Job], jobs: int, limits: Limits, run_dir: Path
                     result.update(status=ERROR, reason=f"could not record the grade: {type(err).__name__}: {err}")
                 shutil.rmtree(job.work, ignore_errors=True)
                 rows.append(result)
-                write_csv(csv_path, rows)
+                ledger.record(result, handed_in[job.student])  # after the gradebook's commit: a kill in between
+                write_csv(csv_path, class_rows(api, job.assignment, ledger))  # only regrades this one
                 log(f"[{len(rows)}/{total}] {job.student:<20} {result['score']:g}/{result['max_score'] or 0:g}  "
                     f"{result['status']:<12} {result['seconds']:5.1f} s  {result['reason']}")
     finally:  # also when interrupted (Ctrl-C, SIGTERM): workers live in their own sessions, so end them here
@@ -232,8 +254,64 @@ def merge_grades(api, result: dict, assignment: str) -> None:
     result["score"], result["max_score"] = score
 
 
+class Ledger:
+    """What `mmcourse grade` knows beyond the gradebook: per student the status, the reason and which files it graded.
+
+    A JSON file beside the CSV, replaced atomically after every merged grade: {student: row + "handed_in"}.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def is_current(self, student: str, handed_in: str) -> bool:
+        """Graded before from exactly these files, and the grade is a real one (not a killed or failed run)?"""
+        entry = self.entries.get(student)
+        return bool(entry) and entry.get("handed_in") == handed_in and entry.get("status") not in (KILLED, ERROR)
+
+    def record(self, row: dict, handed_in: str) -> None:
+        self.entries[row["student"]] = {**{k: row.get(k) for k in CSV_COLUMNS}, "handed_in": handed_in}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
+        partial.replace(self.path)
+
+
+def fingerprint(folder: Path) -> str:
+    """A hash of a hand-in's files (names and contents): a new hand-in, or an edited one, has a new fingerprint."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def has_submission(api, assignment: str, student: str) -> bool:
+    with api.gradebook as gb:
+        try:
+            gb.find_submission(assignment, student)
+        except Exception:  # nbgrader raises MissingEntry
+            return False
+        return True
+
+
+def class_rows(api, assignment: str, ledger: Ledger) -> list[dict]:
+    """One CSV row per student with a grade in the class gradebook; status and reason from the ledger.
+
+    A grade recorded by another path (`nbgrader autograde`, the formgrader) has status `recorded`."""
+    rows = []
+    with api.gradebook as gb:
+        for submission in gb.assignment_submissions(assignment):
+            student = submission.student.id
+            known = ledger.entries.get(student) or {"status": "recorded", "reason": "graded outside mmcourse grade"}
+            rows.append({**known, "student": student, "score": submission.score, "max_score": submission.max_score})
+    return rows
+
+
 def write_csv(path: Path, rows: list[dict]) -> None:
-    """The grades so far (rewritten after every submission, so a crash loses nothing)."""
+    """The grades so far (rewritten after every submission, atomically, so a crash loses nothing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     with open(partial, "w", newline="") as handle:
@@ -245,6 +323,25 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------- ending workers and their kernels
+
+RUN_PREFIX = "mmcourse-grade-"
+
+
+def remove_stale_runs() -> None:
+    """Delete the run folders of graders that died without cleaning up (SIGKILL, a reboot) and end their kernels."""
+    for folder in Path(RUN_DIR_PARENT or tempfile.gettempdir()).glob(RUN_PREFIX + "*"):
+        try:
+            pid = int((folder / "grader.pid").read_text())
+            os.kill(pid, 0)
+            continue  # its grader is alive (another class being graded)
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            if time.time() - folder.stat().st_mtime < 3600:
+                continue  # no pid file yet: a run that is just starting
+        kill_processes_of(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 
 def kill_tree(pid: int) -> None:

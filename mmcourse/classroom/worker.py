@@ -9,7 +9,8 @@ until the scheduler merges them into the class gradebook.
 
     Limits, Job             what one submission may use; everything a worker needs to grade it
     grade_submission        the grading itself
-    _worker                 the process body: its own session, private files, a result whatever happens
+    _worker                 the process body: its own session, private files, a result whatever happens,
+                            and death with the grader (die_with_parent)
     normalize_submission    below them: the check that gives test cells back their release metadata
 """
 
@@ -116,7 +117,9 @@ def _worker(job: Job, result_path: str) -> None:
     from sqlalchemy.exc import SAWarning
 
     warnings.simplefilter("ignore", SAWarning)
+    parent = os.getppid()
     os.setsid()
+    die_with_parent(parent)
     os.umask(0o077)
     try:
         result = grade_submission(job)
@@ -128,6 +131,21 @@ def _worker(job: Job, result_path: str) -> None:
     Path(result_path).write_text(json.dumps(result))
     sys.stdout.flush()
     os._exit(0)
+
+
+def die_with_parent(parent: int) -> None:
+    """Have the kernel send this worker SIGKILL when the grader dies, even by SIGKILL (Linux prctl PDEATHSIG).
+
+    Without it a worker whose grader was killed keeps grading into a folder nobody will read."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the next run's remove_stale_runs cleans up instead
+    if os.getppid() != parent:  # the grader died before prctl took effect
+        os._exit(1)
 
 
 # ---------------------------------------------------------------- checks and the result row
