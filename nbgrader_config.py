@@ -4,6 +4,8 @@ solutions/NN_topic/NN_topic.ipynb  is the source (instructor version, with solut
 course/NN_topic/NN_topic.ipynb     is the release (student version), made by `nbgrader generate_assignment`
 """
 
+import os
+
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 
@@ -16,12 +18,18 @@ c.CourseDirectory.course_id = "mmcourse"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "course"
 
+# The gradebook: SQLite (gradebook.db here) unless GRADEBOOK_URL names a server, password included, e.g.
+# postgresql://grader:PASSWORD@localhost/mmcourse_gradebook. It stays in the environment, out of the repository;
+# graded kernels never get it (they inherit a short allow-list of variables).
+if os.environ.get("GRADEBOOK_URL"):
+    c.CourseDirectory.db_url = os.environ["GRADEBOOK_URL"]
+
 # What a learner sees in place of a solution.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # A cell that imports torch and transformers needs more than nbgrader's default 30 s on a slow laptop.
-c.Execute.timeout = 120
+c.Execute.timeout = 120  # CPU seconds per cell under GuardedExecute (wall-clock bound: 3 × that)
 
 # Every grading path runs the test cells with the guard (mmcourse/classroom/guard.py): `mmcourse grade`, and also
 # plain `nbgrader autograde` and the formgrader's Autograde button, which read this file. GuardedExecute takes

@@ -173,6 +173,45 @@ def test_a_grader_killed_half_way_loses_nothing_and_the_rerun_resumes(course):
     assert "resuming" not in out and "graded 3 submissions: 3 ok" in out, out
 
 
+def test_cells_are_limited_by_cpu_time_so_a_busy_machine_accuses_no_one(course):
+    """A busy machine: CPU burners beside the grader, and the honest kernel itself gets no CPU at all for 8 s (it is
+    stopped, as a kernel starved by other work is; a helper process continues it). Its test cell takes longer than
+    the 6 s limit in wall-clock time but uses about 1 s of CPU: `ok`. On the quiet machine, a spinning cell is stopped
+    by CPU time and a sleeping one by the wall-clock bound (3 × 6 s)."""
+    starved = ("import os, signal, subprocess, time\n"
+               "subprocess.Popen(['sh', '-c', f'sleep 4; kill -CONT {os.getpid()}'])\n"
+               "os.kill(os.getpid(), signal.SIGSTOP)\n"
+               "end = time.process_time() + 0.5\n"
+               "while time.process_time() < end:\n"
+               "    pass\n"
+               "return x ** 3")
+    classroom.submit(course, NAME, "honest", submission(cube=starved))
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)  # own autogroups
+               for _ in range(2)]
+    try:
+        rows = grade(course, jobs=2, limits=worker.Limits(wall_seconds=120, cell_seconds=6, memory_gb=4))
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert (rows["honest"]["status"], rows["honest"]["score"]) == ("ok", 4.0), rows["honest"]["reason"]
+    graded = nbformat.read(classroom.notebook_path(course, "autograded", NAME, "honest"), as_version=4)
+    timing = graded.cells[4].metadata["execution"]  # the cube test: it calls cube(2) and cube(-3)
+    from datetime import datetime
+
+    wall = (datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00")) -
+            datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))).total_seconds()
+    assert wall > 6, f"the starved kernel's test cell should have taken over 6 s of wall clock ({wall:.1f} s)"
+    assert wall < 18, "the wall-clock bound is 3 × the CPU-time limit"
+    classroom.submit(course, NAME, "spinner", submission(cube="while True:\n    pass"))
+    classroom.submit(course, NAME, "sleeper", submission(cube="import time\ntime.sleep(3600)"))
+    rows = grade(course, jobs=1, limits=worker.Limits(wall_seconds=120, cell_seconds=6, memory_gb=4))
+    assert (rows["spinner"]["status"], rows["spinner"]["score"]) == ("timeout", 2.0)
+    assert "nb99_cube_test used more than the 6 s of CPU time allowed per cell" in rows["spinner"]["reason"]
+    assert (rows["sleeper"]["status"], rows["sleeper"]["score"]) == ("timeout", 2.0)
+    assert "18 s, the wall-clock bound per cell" in rows["sleeper"]["reason"]
+
+
 def test_wall_clock_limit_keeps_the_points_earned_so_far(course):
     classroom.submit(course, NAME, "slow", submission(cube="import time\ntime.sleep(3600)"))
     rows = grade(course, limits=worker.Limits(wall_seconds=25, cell_seconds=None, memory_gb=4))

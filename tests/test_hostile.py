@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,11 @@ ATTACKS = {
         "    except OSError as err:\n"
         "        print('write stopped:', err)\n"
         "print('left behind:', os.path.getsize('/tmp/mmcourse-fill-the-disk.bin'))\n", HONEST, "ok"),
+    "fill_the_work_folder": (  # files of 64 MiB (under the per-file limit) in the kernel's writable home, until the
+        "import os\n"         # total write limit stops it
+        "for i in range(1000):\n"
+        "    with open(os.path.join(os.environ['HOME'], f'chunk-{i}.bin'), 'wb') as handle:\n"
+        "        handle.write(b'x' * 64 * 2**20)\n", HONEST - 2, "output_flood"),
     "leave_a_process_behind": (
         "import subprocess\n"
         "subprocess.Popen(['sleep', '3600'], start_new_session=True)\n", HONEST, "ok"),
@@ -164,6 +170,7 @@ ATTACKS = {
         "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "while True:\n"
         "    time.sleep(0.5)\n", HONEST - 2, "timeout"),
+    "spin_forever": ("while True:\n    pass\n", HONEST - 2, "timeout"),  # stopped by CPU time, not by wall clock
     "flood_output": ("while True:\n    print('x' * 10000)\n", HONEST - 2, "output_flood"),
 }
 
@@ -260,7 +267,7 @@ def graded_class(tmp_path_factory, request):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     done = subprocess.run([sys.executable, "-m", "mmcourse.classroom.cli", "grade", NAME, "--jobs", "2", "--feedback",
-                           "--cell-timeout", "20", "--timeout", "150", "--memory-gb", "6", "--max-output-mb", "4"],
+                           "--cell-timeout", "20", "--timeout", "150", "--memory-gb", "6", "--max-output-mb", "4", "--max-write-mb", "512"],
                           cwd=root, env=env, capture_output=True, text=True, timeout=1500)
     print(done.stdout[-6000:], done.stderr[-3000:])
     with open(root / "grades" / f"{NAME}.csv") as handle:
@@ -294,8 +301,12 @@ def test_reasons_name_the_failure(graded_class):
     _, _, rows, _ = graded_class
     assert "exited with status 3" in rows["os_exit"]["reason"]
     assert "SIGKILL" in rows["sigkill_self"]["reason"]
-    assert "20 s limit per cell" in rows["ignore_interrupts_forever"]["reason"]
+    assert "60 s, the wall-clock bound per cell (3 × the 20 s CPU-time limit" in rows["ignore_interrupts_forever"]["reason"]
+    # stopped by its CPU time; on a machine so busy that it got under a third of a core, by the wall-clock bound
+    assert re.search(r"used more than the 20 s of CPU time allowed per cell|60 s, the wall-clock bound per cell",
+                     rows["spin_forever"]["reason"]), rows["spin_forever"]["reason"]
     assert "MiB of output" in rows["flood_output"]["reason"]
+    assert "wrote more than 512 MiB of files" in rows["fill_the_work_folder"]["reason"]
     assert "check_equal" in rows["redefine_check_helpers"]["reason"]
     assert "set_custom_exc" in rows["custom_exception_handler"]["reason"]
     assert "guard did not run" in rows["input_transformer_blanks_everything"]["reason"]

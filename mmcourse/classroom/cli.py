@@ -298,9 +298,11 @@ def add_grade(subparsers) -> None:
     parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
     parser.add_argument("--timeout", type=float, default=600, help="wall-clock seconds per submission (default: 600)")
     parser.add_argument("--cell-timeout", type=float, default=None,
-                        help="seconds per cell (default: Execute.timeout from nbgrader_config.py)")
+                        help="CPU seconds per cell, wall-clock bound 3 × that (default: Execute.timeout from nbgrader_config.py)")
     parser.add_argument("--memory-gb", type=float, default=8,
                         help="address-space limit per kernel in GiB (torch alone maps ≈ 3.3; default: 8)")
+    parser.add_argument("--max-write-mb", type=float, default=1024,
+                        help="files a notebook may write to disk before it is stopped (default: 1024)")
     parser.add_argument("--max-output-mb", type=float, default=16, help="output per notebook before it is stopped")
     parser.add_argument("--csv", default=None, help="where to write the grades (default: COURSE/grades/ASSIGNMENT.csv)")
     parser.add_argument("--feedback", action="store_true", help="also generate feedback HTML (feedback/)")
@@ -319,7 +321,7 @@ def run_grade(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # clean up workers, as on Ctrl-C
     limits = worker.Limits(wall_seconds=args.timeout, cell_seconds=args.cell_timeout, memory_gb=args.memory_gb,
-                           max_output_mb=args.max_output_mb, isolate=not args.no_isolation,
+                           max_output_mb=args.max_output_mb, max_write_mb=args.max_write_mb, isolate=not args.no_isolation,
                            guard=not args.no_guard)
     try:
         rows = scheduler.grade_class(args.course, args.assignment, jobs=args.jobs, limits=limits,

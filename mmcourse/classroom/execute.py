@@ -22,6 +22,7 @@ import re
 import secrets
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from nbformat.v4 import new_code_cell, new_output
 from nbgrader.preprocessors import Execute
 from traitlets import Dict, Float, Integer
 
-from mmcourse.classroom.sandbox import SandboxKernelManager
+from mmcourse.classroom.sandbox import SandboxKernelManager, folder_bytes, tree_cpu_seconds
 
 MIB = 1024**2
 GUARD_SOURCE = (Path(__file__).with_name("guard.py")).read_text()
@@ -46,9 +47,12 @@ class GuardedExecute(Execute):
 
     - runs the kernel in the sandbox of `SandboxKernelManager.plan`;
     - injects the guard: a setup cell first, a check cell before every test cell (removed afterwards);
-    - ends a cell that runs past `timeout` (or past `deadline`) by killing the kernel, without
-      waiting for an interrupt the code may ignore; stops a notebook that prints more than
-      `max_output_bytes`;
+    - ends a cell that uses more than `timeout` seconds of CPU time (the kernel and its children), or runs
+      past WALL_FACTOR × `timeout` of wall-clock time (a sleep, a wait) or past `deadline`, by killing the
+      kernel, without waiting for an interrupt the code may ignore. CPU time, not wall-clock time, is the
+      measure: on a busy machine an honest cell takes longer but uses the same CPU, so it is not
+      accused of a timeout. Stops a notebook that prints more than `max_output_bytes`, or whose files in
+      its writable folders grow by more than `max_write_bytes` (its /tmp is a bounded tmpfs already);
     - when the kernel is gone (died, exited, killed), marks every test cell that did not run as failed;
     - ignores cell tags (a `skip-execution` tag on a test cell must not skip it).
     The outcome is left in `GuardedExecute.report` for the worker.
@@ -56,10 +60,12 @@ class GuardedExecute(Execute):
 
     deadline = Float(0.0, help="time.monotonic() by which the notebook must have finished (0: none)").tag(config=True)
     max_output_bytes = Integer(16 * MIB, help="stop the notebook when its cells print more than this").tag(config=True)
+    max_write_bytes = Integer(1024 * MIB, help="stop the notebook when it writes more than this to disk").tag(config=True)
     bindings = Dict({}, help="{name: 'module[:attr]'} that the guard rebinds before test cells").tag(config=True)
     guard = Integer(1, help="inject the guard cells (0 to switch off)").tag(config=True)
 
     report: dict = {}  # status, reason, repaired — for the worker (one notebook per worker process)
+    WALL_FACTOR = 3  # a cell's wall-clock bound, in multiples of its CPU-time limit
 
     def preprocess(self, nb, resources=None, km=None):
         from nbclient import NotebookClient
@@ -74,6 +80,7 @@ class GuardedExecute(Execute):
         self.stopped = None  # (status, reason) once the kernel is gone
         self.output_bytes = 0
         self.flooded = False
+        self.written_at_start = None
         GuardedExecute.report = {"status": OK, "reason": "", "repaired": {}}
         injected = self._inject_guard(nb, dict(self.bindings) or instructor_bindings(self.config, resources)) \
             if self.guard else {}
@@ -113,10 +120,32 @@ class GuardedExecute(Execute):
     # -- limits and failures
 
     def _cell_timeout(self, cell) -> int:
-        limit = self.timeout or 10**6
+        """nbclient's (wall-clock) timeout for a cell: the outer bound; _watch_cpu enforces the CPU-time limit."""
+        limit = self.timeout * self.WALL_FACTOR if self.timeout else 10**6
         if self.deadline:
             limit = min(limit, self.deadline - time.monotonic())
         return max(1, math.ceil(limit))
+
+    def _watch(self, done: threading.Event) -> None:
+        """Runs beside one cell: kill the kernel once the cell has used `timeout` seconds of CPU time, or once the
+        kernel's writable folders have grown by more than `max_write_bytes` since the notebook started."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        folders = getattr(self.km, "writable", [])
+        if process is None:
+            return
+        start = tree_cpu_seconds(process.pid)
+        if self.written_at_start is None:
+            self.written_at_start = folder_bytes(folders)
+        tick = 0
+        while not done.wait(0.2):
+            tick += 1
+            if self.timeout and tree_cpu_seconds(process.pid) - start > self.timeout:
+                self.exceeded = "cpu"
+            elif tick % 5 == 0 and folder_bytes(folders) - self.written_at_start > self.max_write_bytes:
+                self.exceeded = "disk"
+            if self.exceeded:
+                self._kill_kernel()
+                return
 
     def _stop(self, status: str, reason: str) -> None:
         if self.stopped is None:
@@ -150,6 +179,10 @@ class GuardedExecute(Execute):
                 fail_cell(cell, "NotRun", f"this test did not run: {self.stopped[1]}")
             return cell, resources
         injected = cell.metadata.get("mmcourse_guard")
+        self.exceeded = None
+        done = threading.Event()
+        watchdog = threading.Thread(target=self._watch, args=(done,), daemon=True)
+        watchdog.start()
         try:
             cell = self.execute_cell(cell, index, store_history=not injected)
         except CellTimeoutError:
@@ -158,15 +191,26 @@ class GuardedExecute(Execute):
                 self._stop(TIMEOUT, f"{self.labels[index]} was still running when the submission's wall-clock "
                                     f"limit ran out")
             else:
-                self._stop(TIMEOUT, f"{self.labels[index]} ran longer than the {self.timeout} s limit per cell")
+                self._stop(TIMEOUT, f"{self.labels[index]} ran longer than {self.timeout * self.WALL_FACTOR} s, the "
+                                    f"wall-clock bound per cell ({self.WALL_FACTOR} × the {self.timeout} s CPU-time "
+                                    f"limit per cell)")
             fail_cell(cell, "CellTimeoutError", self.stopped[1])
         except DeadKernelError:
-            if self.flooded:
+            if self.exceeded == "cpu":
+                self._stop(TIMEOUT, f"{self.labels[index]} used more than the {self.timeout} s of CPU time allowed "
+                                    f"per cell")
+            elif self.exceeded == "disk":
+                self._stop(OUTPUT_FLOOD, f"{self.labels[index]} wrote more than {self.max_write_bytes / MIB:g} MiB "
+                                         f"of files")
+            elif self.flooded:
                 self._stop(OUTPUT_FLOOD, f"{self.labels[index]} printed more than "
                                          f"{self.max_output_bytes / MIB:g} MiB of output")
             else:
                 self._stop(KERNEL_DIED, f"{self._exit_reason()} while running {self.labels[index]}")
             fail_cell(cell, "DeadKernelError", self.stopped[1])
+        finally:
+            done.set()
+            watchdog.join()
         return cell, resources
 
     def output(self, outs, msg, display_id, cell_index):

@@ -214,6 +214,48 @@ def python_folders() -> list[str]:
     return [p for p in folders if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in folders)]
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it (from /proc: a kernel inside bubblewrap is a grandchild of its launcher)."""
+    children: dict[int, list[int]] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += children.get(current, [])
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, with those of finished children) of `pid` and every process below it."""
+    ticks = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def folder_bytes(folders: list[str]) -> int:
+    """Disk space the files below `folders` take (allocated blocks: a sparse file counts what it really uses)."""
+    total = 0
+    for folder in folders:
+        for base, _, files in os.walk(folder):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(base, name)).st_blocks * 512
+                except OSError:
+                    continue
+    return total
+
+
 def kernel_env(home: Path) -> dict[str, str]:
     """The kernel's environment: a short allow-list of the grader's, and a private home."""
     env = {k: v for k, v in os.environ.items() if k in ENV_KEEP or k.startswith(ENV_KEEP_PREFIXES)}
@@ -306,6 +348,7 @@ class SandboxKernelManager(AsyncKernelManager):
         stage = self.runtime / "stage"
         stage.mkdir(exist_ok=True)
         writable = [str(self.runtime)] + ([str(Path(kw["cwd"]).resolve())] if kw.get("cwd") else [])
+        self.writable = writable  # GuardedExecute watches how much the kernel writes into them
         if plan.bwrap:
             kw["env"]["TMPDIR"] = "/tmp"  # the private, bounded tmpfs
         await super()._async_launch_kernel(plan.wrap(kernel_cmd, stage=str(stage), writable=writable,

@@ -42,7 +42,7 @@ import nbformat
 
 from mmcourse.classroom.execute import ERROR, KILLED, MISSING, OK, import_bindings
 from mmcourse.classroom.nbgrader import open_course, scores
-from mmcourse.classroom.sandbox import RUN_DIR_PARENT, plan_sandbox
+from mmcourse.classroom.sandbox import RUN_DIR_PARENT, plan_sandbox, process_tree
 from mmcourse.classroom.worker import Job, Limits, _result, _worker
 
 HARD_KILL_GRACE = 30  # seconds past the wall-clock limit before a worker that did not stop by itself is killed
@@ -346,18 +346,7 @@ def remove_stale_runs() -> None:
 
 def kill_tree(pid: int) -> None:
     """SIGKILL a process, its process group and every descendant (kernels live in their own sessions)."""
-    children: dict[int, list[int]] = {}
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat_file.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
-    victims, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        victims.append(current)
-        todo += children.get(current, [])
+    victims = process_tree(pid)
     for victim in victims:
         for kill in (os.killpg, os.kill):
             try:

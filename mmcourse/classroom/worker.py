@@ -41,6 +41,7 @@ class Limits:
     cell_seconds: float | None = None  # None: Execute.timeout from nbgrader_config.py
     memory_gb: float | None = 8  # address space of the kernel (torch alone maps ≈ 3.3 GB)
     max_output_mb: float = 16
+    max_write_mb: float = 1024  # files the kernel may add to its folders (its /tmp: a bounded tmpfs of its own)
     isolate: bool = True  # namespaces and user `nobody` where the machine allows
     guard: bool = True
 
@@ -69,6 +70,7 @@ def grade_submission(job: Job) -> dict:
                  "Autograde": {"autograde_preprocessors": autograde_preprocessors()},
                  "GuardedExecute": {"deadline": start + job.limits.wall_seconds - min(10, job.limits.wall_seconds / 5),
                                     "max_output_bytes": int(job.limits.max_output_mb * MIB),
+                                    "max_write_bytes": int(job.limits.max_write_mb * MIB),
                                     "bindings": job.bindings, "guard": int(job.limits.guard)}}
     if job.limits.cell_seconds:
         overrides["GuardedExecute"]["timeout"] = int(job.limits.cell_seconds)
