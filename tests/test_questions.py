@@ -63,6 +63,31 @@ SUBJECTS = {
     "WER": ("evaluation", r"WER"),
     "hallucination and its measures": ("hallucination", r"CHAIR.*POPE"),
     "missing modalities": ("robustness", r"missing"),
+    # issue 13: the questions 2025–2026 interviews ask
+    "AnyRes / tiling": ("resolution", r"AnyRes.*tile"),
+    "InternVL's tiles and thumbnail": ("resolution", r"InternVL.*thumbnail"),
+    "NaViT packing": ("resolution", r"NaViT.*block-diagonal"),
+    "pixel shuffle": ("resolution", r"pixel shuffle"),
+    "token pruning (FastV)": ("resolution", r"FastV"),
+    "KV cache of image tokens": ("resolution", r"KV cache"),
+    "1-D vs 2-D RoPE vs M-RoPE": ("positions", r"M-RoPE"),
+    "2-D RoPE in vision encoders": ("positions", r"2-D RoPE"),
+    "position interpolation for new lengths": ("positions", r"Position Interpolation"),
+    "video frame sampling": ("video", r"frames"),
+    "video tokens per second": ("video", r"tokens per second"),
+    "temporal pooling": ("video", r"[Pp]ooling"),
+    "Whisper encoder + pooling (Qwen-Audio)": ("omni", r"Qwen-Audio.*750"),
+    "codec tokens for speech out": ("omni", r"EnCodec.*SNAC"),
+    "Thinker–Talker": ("omni", r"Thinker"),
+    "TMRoPE": ("omni", r"TMRoPE"),
+    "early-fusion any-to-any (Chameleon)": ("generation", r"Chameleon"),
+    "VQ tokens vs a diffusion head": ("generation", r"[Dd]iffusion head"),
+    "MMMU, MMBench, MMStar, POPE; blind baselines": ("evaluation", r"MMMU.*MMStar.*POPE.*[Bb]lind"),
+    "the capstone's two LLaVA stages": ("capstone", r"Stage 1.*Stage 2"),
+    "LoRA parameter count": ("capstone", r"r·\(d_in \+ d_out\)"),
+    "assistant-only loss": ("capstone", r"assistant"),
+    "placeholder expansion": ("capstone", r"placeholder"),
+    "pixel shuffle of the capstone's 8 × 8 grid": ("capstone", r"8 × 8"),
 }
 
 
@@ -94,7 +119,29 @@ def test_the_blog_questions_come_first_in_chinese_and_english():
         assert q["topic"] == "blog" and q["question_zh"] == chinese and q["question"] == english
     coding = [q["question_zh"] for q in drill.questions(topic="blog")[3:]]
     assert coding == list(BLOG_CODING)
-    assert all("question_zh" not in q for q in BANK if q["topic"] != "blog")
+
+
+# ---------------------------------------------------------------- both languages
+
+ZH_IDS = [q["id"] for q in BANK if "answer_zh" in q]
+
+
+@pytest.mark.parametrize("entry_id", ZH_IDS)
+def test_chinese_answer_states_the_same_numbers(entry_id):
+    """Every number of the English answer appears in the Chinese one and vice versa (numbers as digits in both;
+    0, 1 and 2, which are words as often as numbers — 两个, 一次 — are left out), so the Chinese answer's numbers
+    are covered by the same computed checks."""
+    q = entry(entry_id)
+    english = {drill.parse_number(n) for n in drill.numbers_in(q["answer"])} - set(drill.answers.WHITELIST)
+    chinese = {drill.parse_number(n) for n in drill.numbers_in(q["answer_zh"])} - set(drill.answers.WHITELIST)
+    assert english - chinese == set(), f"{entry_id}: the Chinese answer lacks {sorted(english - chinese)}"
+    assert chinese - english == set(), f"{entry_id}: the Chinese answer adds {sorted(chinese - english)}"
+    assert drill.uncovered_numbers(dict(q, answer=q["answer_zh"])) == []
+
+
+def test_number_finder_reads_numbers_in_chinese_text():
+    text = "30 秒的音频是 1500 个状态，每个 20 ms；576 个 token，占 12.7 MiB（Radford et al., 2021），-100 不算。"
+    assert drill.numbers_in(text) == ["30", "1500", "20", "576", "12.7", "-100"]
 
 
 def test_validate_bank_names_each_problem():

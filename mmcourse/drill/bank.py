@@ -29,7 +29,12 @@ TOPICS = {  # slug → title, in the order the notebook and the drill present th
     "objectives": "Pretraining objectives: ITC, ITM, ITG",
     "fusion": "Fusion: early, late, tensor, cross-attention",
     "connectors": "Into the LLM: projector, Q-Former, Flamingo's gate, splicing",
+    "resolution": "High resolution: tiles, packing, pixel shuffle, pruning, KV cache",
+    "positions": "Positions: RoPE, 2-D RoPE, M-RoPE, interpolation",
+    "video": "Video: frame sampling, tokens per second, pooling",
+    "omni": "Audio LLMs and omni models: pooling, codecs, Thinker–Talker, TMRoPE",
     "training": "Training stages: what is frozen",
+    "capstone": "The capstone: LLaVA's recipe on SmolLM2-135M",
     "decoding": "Decoding strategies",
     "generation": "Image and audio decoders",
     "evaluation": "Evaluation: Recall@K, BLEU, CIDEr, CLIPScore, WER",
@@ -39,7 +44,7 @@ TOPICS = {  # slug → title, in the order the notebook and the drill present th
 
 
 ENTRY_KEYS = {"id", "topic", "question", "answer", "checks"}
-OPTIONAL_KEYS = {"question_zh", "numeric", "notebooks"}
+OPTIONAL_KEYS = {"question_zh", "answer_zh", "numeric", "notebooks"}
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
