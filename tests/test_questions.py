@@ -123,10 +123,15 @@ def test_the_blog_questions_come_first_in_chinese_and_english():
 
 # ---------------------------------------------------------------- both languages
 
-ZH_IDS = [q["id"] for q in BANK if "answer_zh" in q]
+def test_every_entry_and_topic_is_in_both_languages():
+    assert all(q["question_zh"] and q["answer_zh"] for q in BANK)  # validate_bank checks they are Chinese
+    assert list(drill.TOPICS_ZH) == list(drill.TOPICS)
+    assert drill.topic_title("vit", "zh") == drill.TOPICS_ZH["vit"] and drill.localized(BANK[5], "answer", "zh") == BANK[5]["answer_zh"]
+    with pytest.raises(ValueError, match="unknown language 'fr'"):
+        drill.localized(BANK[0], "answer", "fr")
 
 
-@pytest.mark.parametrize("entry_id", ZH_IDS)
+@pytest.mark.parametrize("entry_id", IDS)
 def test_chinese_answer_states_the_same_numbers(entry_id):
     """Every number of the English answer appears in the Chinese one and vice versa (numbers as digits in both;
     0, 1 and 2, which are words as often as numbers — 两个, 一次 — are left out), so the Chinese answer's numbers
@@ -155,7 +160,9 @@ def test_validate_bank_names_each_problem():
         "checks must be": lambda b: b[0].update(checks=[{"claim": "197"}]),
         "is not a number": lambda b: b[0].update(checks=[{"claim": "197 tokens", "expr": "vit_tokens(224, 16)"}]),
         "numeric claim": lambda b: b[0].update(numeric={"claim": "42", "tolerance": 0}),
-        "question_zh": lambda b: b[0].update(question_zh="What?"),
+        "question_zh must be Chinese": lambda b: b[0].update(question_zh="What?"),
+        "answer_zh must be Chinese": lambda b: b[0].update(answer_zh="A language model."),
+        r"missing keys \['answer_zh'\]": lambda b: b[0].pop("answer_zh"),
         "id must be": lambda b: b[0].update(id="Bad_Id"),
     }
     for message, damage in cases.items():
@@ -325,6 +332,19 @@ def test_as_markdown_renders_questions_answers_and_checks():
     assert "问题 1：什么是多模态 LLM？" in text and "### " + drill.TOPICS["vit"] in text
     assert "`vit_tokens(224, 16)`" in text and "| 197 |" in text and "✗" not in text
     assert "> " not in drill.as_markdown(topic="masks", answers=False)
+
+
+def test_as_markdown_in_one_or_both_languages():
+    q = entry("vit-tokens")
+    both = drill.as_markdown(ids=["vit-tokens"], checks=True)
+    assert q["answer"] in both and q["answer_zh"] in both and q["question_zh"] in both
+    assert both.index(q["answer"]) < both.index(q["answer_zh"])  # English stays the reference, first
+    zh = drill.as_markdown(ids=["vit-tokens"], checks=True, lang="zh")
+    assert q["answer_zh"] in zh and q["answer"] not in zh and drill.TOPICS_ZH["vit"] in zh and "答案中的数字" in zh
+    en = drill.as_markdown(ids=["vit-tokens"], lang="en")
+    assert q["answer"] in en and q["answer_zh"] not in en
+    with pytest.raises(ValueError, match="unknown language"):
+        drill.as_markdown(ids=["vit-tokens"], lang="de")
 
 
 # ---------------------------------------------------------------- the 2025–2026 facts, against independent sums and
