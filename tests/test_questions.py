@@ -5,6 +5,9 @@
 - every number an answer states is covered: the claim of a check, an input of a check's expression,
   or on the documented whitelist (0, 1, 2; years in citations; digits inside names) — see mmcourse/drill.py;
 - every check recomputes to its claim, and every claim appears in its answer;
+- every entry is in English and Chinese, and the Chinese answer states exactly the English answer's numbers;
+- the facts behind the 2025–2026 questions (tiles, pixel shuffle, packing, KV cache, M-RoPE, codecs, SmolLM2, LoRA)
+  agree with an independent computation, peft, the SmolLM2 GGUF file or a published figure;
 - the small metrics the answers use (WER, BLEU, CHAIR, ...) and the position-embedding resize are right,
   the latter equal to transformers' ViT.
 """
@@ -100,6 +103,7 @@ def entry(entry_id: str) -> dict:
 
 def test_bank_size_ids_and_package_data():
     assert len(BANK) >= 40, f"the issue asks for at least 40 questions, the bank has {len(BANK)}"
+    assert len(BANK) >= 58 + 30, f"issue 13 adds at least 30 questions to the 58 there were; the bank has {len(BANK)}"
     assert len(set(IDS)) == len(IDS)
     assert drill.BANK_PATH.name == "questions.json" and drill.BANK_PATH.parent.name == "drill", \
         "pyproject ships mmcourse/drill/*.json as package data: keep the bank there"
