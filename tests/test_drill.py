@@ -1,4 +1,5 @@
-"""`mmcourse quiz`: random order (seedable), --n, --topic, answers from stdin, model answers, score at the end."""
+"""`mmcourse quiz`: random order (seedable), --n, --topic, answers from stdin, model answers, score at the end; in
+English or Chinese (--lang, MMCOURSE_LANG, the locale)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import io
 import os
 import subprocess
 import sys
+
+import pytest
 
 from mmcourse import drill
 
@@ -121,3 +124,88 @@ def test_as_a_command_with_piped_input(tmp_path):
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "score: 2/2" in done.stdout and "[2/2]" in done.stdout
+
+
+# ---------------------------------------------------------------- in Chinese: --lang zh, MMCOURSE_LANG, the locale
+
+
+def test_chinese_drill_asks_scores_and_lists_in_chinese(monkeypatch, capsys):
+    chosen = drill.choose_questions(BANK, 6, ["vit", "whisper", "fusion"], seed=4)
+    lines = []
+    for q in chosen:  # numbers as typed by a Chinese keyboard: full-width digits are fine too
+        lines += [q["numeric"]["claim"]] if "numeric" in q else ["我的回答", "是"]
+    code, out, _ = run_drill(monkeypatch, capsys, ["--n", "6", "--topic", "vit", "--topic", "whisper", "--topic",
+                                                   "fusion", "--seed", "4", "--lang", "zh"], lines)
+    assert code == 0
+    n_numeric = sum("numeric" in q for q in chosen)
+    assert "mmcourse quiz：共 6 题（seed 4）" in out and "你的答案> " in out and "参考答案：" in out
+    for number, q in enumerate(chosen, 1):
+        assert f"[{number}/6] {drill.TOPICS_ZH[q['topic']]}" in out
+        assert q["question_zh"] in out and q["answer_zh"] in out and q["answer"] not in out
+    assert f"得分：6/6（数值题 {n_numeric}/{n_numeric}，自评题 {6 - n_numeric}/{6 - n_numeric}）" in out
+    assert "需要复习" not in out and "score:" not in out
+
+
+def test_chinese_drill_wrong_answers(monkeypatch, capsys):
+    chosen = drill.choose_questions(BANK, 4, ["resolution"], seed=2)
+    assert all("numeric" in q for q in chosen[:2])
+    code, out, _ = run_drill(monkeypatch, capsys, ["--n", "4", "--topic", "resolution", "--seed", "2", "--lang", "zh"],
+                             ["-1" if "numeric" in q else "不知道\n否" for q in chosen])
+    assert code == 0 and "得分：0/4" in out and "不太对，答案是 " + chosen[0]["numeric"]["claim"] in out
+    assert "需要复习：" + ", ".join(q["id"] for q in chosen) in out
+
+
+def test_numeric_answers_are_checked_the_same_way_in_chinese():
+    q = next(q for q in BANK if q["id"] == "token-budget")
+    assert drill.drill._numeric_correct("２０２０", q) and drill.drill._numeric_correct("2，020", q)
+    assert not drill.drill._numeric_correct("2020 个", q) and not drill.drill._numeric_correct("两千零二十", q)
+
+
+def test_chinese_sheet_topics_and_early_end(monkeypatch, capsys):
+    code, out, _ = run_drill(monkeypatch, capsys, ["--sheet", "--topic", "omni", "--n", "0", "--lang", "zh"], [])
+    assert code == 0
+    for q in drill.questions(topic="omni"):
+        assert f"[{q['id']}] {q['question_zh']}" in out and q["answer_zh"] in out and q["answer"] not in out
+    code, out, _ = run_drill(monkeypatch, capsys, ["--topics", "--lang", "zh"], [])
+    assert code == 0 and all(title in out for title in drill.TOPICS_ZH.values())
+    chosen = drill.choose_questions(BANK, 3, seed=5)
+    code, out, _ = run_drill(monkeypatch, capsys, ["--n", "3", "--seed", "5", "--lang", "zh"], right_answers(chosen[:1]))
+    assert "（输入在第 1 题后结束，共 3 题）" in out and "得分：1/1" in out
+
+
+def test_default_language_follows_mmcourse_lang_then_the_locale(monkeypatch, capsys):
+    assert drill.default_language({}) == "en"
+    assert drill.default_language({"LANG": "zh_CN.UTF-8"}) == "zh"
+    assert drill.default_language({"LANG": "zh_TW.UTF-8", "LC_ALL": "en_US.UTF-8"}) == "en"  # LC_ALL wins
+    assert drill.default_language({"LANG": "en_GB.UTF-8", "LC_ALL": "zh_CN.UTF-8"}) == "zh"
+    assert drill.default_language({"LANG": "C.UTF-8", "LC_MESSAGES": "zh_CN.UTF-8"}) == "zh"
+    assert drill.default_language({"LANG": "zh_CN.UTF-8", "MMCOURSE_LANG": "en"}) == "en"
+    assert drill.default_language({"LANG": "en_US.UTF-8", "MMCOURSE_LANG": "ZH"}) == "zh"
+    with pytest.raises(ValueError, match="MMCOURSE_LANG='fr'.*en, zh"):
+        drill.default_language({"MMCOURSE_LANG": "fr"})
+    # through the command: the environment picks the language, --lang overrides it, a bad setting exits 2
+    for var in ("LC_ALL", "LC_MESSAGES", "MMCOURSE_LANG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LANG", "zh_CN.UTF-8")
+    code, out, _ = run_drill(monkeypatch, capsys, ["--topics"], [])
+    assert code == 0 and drill.TOPICS_ZH["vit"] in out
+    code, out, _ = run_drill(monkeypatch, capsys, ["--topics", "--lang", "en"], [])
+    assert drill.TOPICS["vit"] in out and drill.TOPICS_ZH["vit"] not in out
+    monkeypatch.setenv("MMCOURSE_LANG", "fr")
+    code, _, err = run_drill(monkeypatch, capsys, ["--topics"], [])
+    assert code == 2 and "MMCOURSE_LANG" in err
+    code, _, err = run_drill(monkeypatch, capsys, ["--topics", "--lang", "en"], [])
+    assert code == 0  # --lang wins over a bad environment
+    with pytest.raises(SystemExit):
+        drill.main(["--lang", "fr"])
+
+
+def test_chinese_drill_as_a_command(tmp_path):
+    chosen = drill.choose_questions(BANK, 2, seed=11)
+    answers = "".join(line + "\n" for line in right_answers(chosen))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", LANG="zh_CN.UTF-8", PYTHONIOENCODING="utf-8")
+    env.pop("MMCOURSE_LANG", None), env.pop("LC_ALL", None), env.pop("LC_MESSAGES", None)
+    done = subprocess.run([sys.executable, "-m", "mmcourse.drill", "--n", "2", "--seed", "11"], input=answers,
+                          capture_output=True, text=True, encoding="utf-8", env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "得分：2/2" in done.stdout and chosen[0]["question_zh"] in done.stdout

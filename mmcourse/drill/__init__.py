@@ -5,13 +5,14 @@
     drill.verify(bank[0])                             # recompute every number its answer states
     print(drill.as_markdown(topic="contrastive"))     # a study sheet for one topic
     $ mmcourse quiz --n 10 --topic vit --seed 1       # a drill in the terminal, score at the end
+    $ mmcourse quiz --lang zh                         # the same in Chinese (default: MMCOURSE_LANG, then the locale)
 
 From the bottom up, one idea per module:
 
     facts.py         FACTS: the functions a check may call, each computing a number with mmcourse's own code
     answers.py       numbers in answers: find them, evaluate the checks that claim them, say which are uncovered
-    bank.py          the bank: topics, schema validation, loading, selecting, study sheets in Markdown
-    drill.py         the terminal drill behind `mmcourse quiz`
+    bank.py          the bank: topics (in English and Chinese), schema validation, loading, selecting, study sheets
+    drill.py         the terminal drill behind `mmcourse quiz`, its messages in English and Chinese
     __main__.py      `python -m mmcourse.drill`: the same drill
     questions.json   the bank itself (data)
 
@@ -21,10 +22,12 @@ tests, so that the released course does not carry it.
 
 from mmcourse.drill.answers import (claim_holds, evaluate, numbers_in, parse_number, uncovered_numbers,
                                     verify)
-from mmcourse.drill.bank import BANK_PATH, TOPICS, as_markdown, checks_markdown, load_bank, questions, validate_bank
-from mmcourse.drill.drill import add_quiz, choose_questions, main, run_quiz
+from mmcourse.drill.bank import (BANK_PATH, LANGUAGES, TOPICS, TOPICS_ZH, as_markdown, checks_markdown, load_bank,
+                                 localized, questions, topic_title, validate_bank)
+from mmcourse.drill.drill import add_quiz, choose_questions, default_language, main, run_quiz
 from mmcourse.drill.facts import FACTS, SAFE_NAMES
 
 __all__ = ["FACTS", "SAFE_NAMES", "parse_number", "numbers_in", "uncovered_numbers", "evaluate", "claim_holds",
-           "verify", "BANK_PATH", "TOPICS", "validate_bank", "load_bank", "questions", "checks_markdown",
-           "as_markdown", "add_quiz", "choose_questions", "run_quiz", "main"]
+           "verify", "BANK_PATH", "TOPICS", "TOPICS_ZH", "LANGUAGES", "topic_title", "localized", "validate_bank",
+           "load_bank", "questions", "checks_markdown", "as_markdown", "add_quiz", "choose_questions",
+           "default_language", "run_quiz", "main"]

@@ -3,9 +3,10 @@
 The bank is data, one entry per question:
 
     {"id": "vit-tokens", "topic": "vit", "question": "...", "answer": "... 197 tokens ...",
+     "question_zh": "...", "answer_zh": "... 197 个 token ...",   the same in Chinese (the blog's questions verbatim),
+                                                                  with the same numbers, written as digits
      "checks": [{"claim": "197", "expr": "vit_tokens(224, 16)"}],
      "numeric": {"claim": "197", "tolerance": 0},      optional: the drill asks for this number
-     "question_zh": "...",                              optional: the blog post's original Chinese
      "notebooks": ["03"]}                               optional: where the course builds it
 """
 
@@ -29,7 +30,12 @@ TOPICS = {  # slug → title, in the order the notebook and the drill present th
     "objectives": "Pretraining objectives: ITC, ITM, ITG",
     "fusion": "Fusion: early, late, tensor, cross-attention",
     "connectors": "Into the LLM: projector, Q-Former, Flamingo's gate, splicing",
+    "resolution": "High resolution: tiles, packing, pixel shuffle, pruning, KV cache",
+    "positions": "Positions: RoPE, 2-D RoPE, M-RoPE, interpolation",
+    "video": "Video: frame sampling, tokens per second, pooling",
+    "omni": "Audio LLMs and omni models: pooling, codecs, Thinker–Talker, TMRoPE",
     "training": "Training stages: what is frozen",
+    "capstone": "The capstone: LLaVA's recipe on SmolLM2-135M",
     "decoding": "Decoding strategies",
     "generation": "Image and audio decoders",
     "evaluation": "Evaluation: Recall@K, BLEU, CIDEr, CLIPScore, WER",
@@ -37,9 +43,33 @@ TOPICS = {  # slug → title, in the order the notebook and the drill present th
     "robustness": "Missing modalities and modality imbalance",
 }
 
+TOPICS_ZH = {  # the same topics in Chinese, for `mmcourse quiz --lang zh` and the bilingual sheets
+    "blog": "原博客的面试题",
+    "vit": "图像：ViT 的 patch 与位置编码",
+    "masks": "注意力掩码与 padding 掩码",
+    "whisper": "音频：Whisper 的前端",
+    "tokenisation": "离散的图像与音频 token",
+    "contrastive": "共享空间：CLIP、SigLIP、模态鸿沟、ImageBind",
+    "objectives": "预训练目标：ITC、ITM、ITG",
+    "fusion": "融合：早期、后期、张量融合、交叉注意力",
+    "connectors": "接入 LLM：投影层、Q-Former、Flamingo 的门控、拼接",
+    "resolution": "高分辨率：切片、打包、pixel shuffle、剪枝、KV cache",
+    "positions": "位置编码：RoPE、2-D RoPE、M-RoPE、插值",
+    "video": "视频：抽帧、每秒 token 数、池化",
+    "omni": "音频 LLM 与全模态模型：池化、codec、Thinker–Talker、TMRoPE",
+    "training": "训练阶段：冻结哪些部分",
+    "capstone": "capstone：在 SmolLM2-135M 上复现 LLaVA",
+    "decoding": "解码策略",
+    "generation": "图像与音频解码器",
+    "evaluation": "评测：Recall@K、BLEU、CIDEr、CLIPScore、WER",
+    "hallucination": "幻觉及其度量",
+    "robustness": "模态缺失与模态不平衡",
+}
 
-ENTRY_KEYS = {"id", "topic", "question", "answer", "checks"}
-OPTIONAL_KEYS = {"question_zh", "numeric", "notebooks"}
+
+ENTRY_KEYS = {"id", "topic", "question", "answer", "question_zh", "answer_zh", "checks"}
+OPTIONAL_KEYS = {"numeric", "notebooks"}
+LANGUAGES = ("en", "zh")
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -72,8 +102,10 @@ def validate_bank(bank: list[dict]) -> None:
         for key in ("question", "answer"):
             if not isinstance(entry[key], str) or len(entry[key].strip()) < 10:
                 problems.append(f"{where}: {key} must be a sentence")
-        if "question_zh" in entry and not (isinstance(entry["question_zh"], str) and _CJK.search(entry["question_zh"])):
-            problems.append(f"{where}: question_zh must be the original Chinese text")
+        for key in ("question_zh", "answer_zh"):
+            if not (isinstance(entry[key], str) and _CJK.search(entry[key])):
+                problems.append(f"{where}: {key} must be Chinese text (the {key[:-3]} as a Chinese-speaking engineer "
+                                f"would say it, numbers as digits)")
         checks = entry["checks"]
         if not isinstance(checks, list) or not all(isinstance(c, dict) and set(c) == {"claim", "expr"}
                                                    and isinstance(c["claim"], str) and isinstance(c["expr"], str)
@@ -119,37 +151,60 @@ def questions(topic: str | None = None, ids: list[str] | None = None, bank: list
     return [q for q in bank if topic is None or q["topic"] == topic]
 
 
-# ---------------------------------------------------------------- rendering
+# ---------------------------------------------------------------- languages and rendering
+
+
+def topic_title(slug: str, lang: str = "en") -> str:
+    """A topic's title in English ("en") or Chinese ("zh")."""
+    _check_language(lang)
+    return (TOPICS_ZH if lang == "zh" else TOPICS)[slug]
+
+
+def localized(entry: dict, key: str, lang: str = "en") -> str:
+    """An entry's "question" or "answer" in English ("en") or Chinese ("zh": its question_zh / answer_zh)."""
+    _check_language(lang)
+    return entry[key + "_zh"] if lang == "zh" else entry[key]
+
+
+def _check_language(lang: str, allowed: tuple[str, ...] = LANGUAGES) -> None:
+    if lang not in allowed:
+        raise ValueError(f"unknown language {lang!r}; use one of {', '.join(allowed)}")
 
 
 def _format_value(value: float) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:.6g}"
 
 
-def checks_markdown(entry: dict) -> str:
-    """A Markdown table of the entry's checks, recomputed now: number | computed by | value."""
+def checks_markdown(entry: dict, lang: str = "en") -> str:
+    """A Markdown table of the entry's checks, recomputed now: number | computed by | value (headers in `lang`)."""
+    _check_language(lang)
     rows = verify(entry)
     if not rows:
-        return "*(this answer states no number that needs a check)*"
-    lines = ["| number in the answer | computed by | value | holds |", "|---|---|---|---|"]
+        return "*(答案里没有需要核对的数字)*" if lang == "zh" else "*(this answer states no number that needs a check)*"
+    head = "| 答案中的数字 | 计算方式 | 值 | 成立 |" if lang == "zh" else "| number in the answer | computed by | value | holds |"
+    lines = [head, "|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['claim']} | `{r['expr']}` | {_format_value(r['value'])} | {'✓' if r['ok'] else '✗'} |")
     return "\n".join(lines)
 
 
 def as_markdown(entries: list[dict] | None = None, *, topic: str | None = None, ids: list[str] | None = None,
-                answers: bool = True, checks: bool = False) -> str:
-    """Questions (and answers, and recomputed checks) as Markdown, grouped by topic."""
+                answers: bool = True, checks: bool = False, lang: str = "both") -> str:
+    """Questions (and answers, and recomputed checks) as Markdown, grouped by topic; lang "en", "zh", or "both"
+    (English first, the Chinese under it)."""
+    _check_language(lang, (*LANGUAGES, "both"))
+    langs = LANGUAGES if lang == "both" else (lang,)
     entries = questions(topic=topic, ids=ids) if entries is None else entries
     parts, current = [], None
     for q in entries:
         if q["topic"] != current:
             current = q["topic"]
-            parts.append(f"### {TOPICS[current]}")
-        head = f"**{q['question']}**" + (f"  \n{q['question_zh']}" if "question_zh" in q else "")
+            parts.append("### " + " · ".join(topic_title(current, one) for one in langs))
+        head = "  \n".join(f"**{localized(q, 'question', one)}**" if one == langs[0] else localized(q, "question", one)
+                           for one in langs)
         parts.append(f"{head} <small>`{q['id']}`</small>")
         if answers:
-            parts.append("> " + q["answer"])
+            parts.extend("> " + localized(q, "answer", one) for one in langs)
             if checks and q["checks"]:
-                parts.append(checks_markdown(q))
+                parts.append(checks_markdown(q, "zh" if lang == "zh" else "en"))
     return "\n\n".join(parts)

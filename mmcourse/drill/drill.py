@@ -1,18 +1,55 @@
 """The drill in the terminal: `mmcourse quiz` (or `python -m mmcourse.drill`) asks the bank's questions in random
-order, checks numeric answers, lets the learner grade the others, and prints the score.
+order, checks numeric answers, lets the learner grade the others, and prints the score — in English or Chinese
+(`--lang zh`; the default follows MMCOURSE_LANG, then the locale: LC_ALL, LC_MESSAGES, LANG starting with "zh").
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import textwrap
 from collections import Counter
 
 from mmcourse.drill.answers import parse_number
-from mmcourse.drill.bank import TOPICS, load_bank
+from mmcourse.drill.bank import LANGUAGES, TOPICS, load_bank, localized, topic_title
 
+# What the drill says, in each language (the bank's own text comes from questions.json).
+MESSAGES = {
+    "en": {
+        "numeric_hint": " (answer with a number)", "prompt": "your answer> ", "correct": "correct: ",
+        "wrong": "not quite: the answer is ", "model_answer": "model answer:", "notebook": "notebook", "notebooks": "notebooks",
+        "covered": "did your answer cover it? [y/n]> ", "header": "mmcourse quiz: {n} questions", "seed": " (seed {seed})",
+        "intro": "Answer in your own words and press Enter (an empty line shows the model answer).\n",
+        "ended": "\n(input ended after {done} of {total} questions)",
+        "score": "score: {right}/{done}  (numbers checked: {numeric_right}/{numeric}, self-graded: {open_right}/{open})",
+        "revisit": "to revisit: ",
+    },
+    "zh": {
+        "numeric_hint": "（请用数字回答）", "prompt": "你的答案> ", "correct": "正确：", "wrong": "不太对，答案是 ",
+        "model_answer": "参考答案：", "notebook": "notebook", "notebooks": "notebook",
+        "covered": "你的回答覆盖了要点吗？[y/n，是/否]> ", "header": "mmcourse quiz：共 {n} 题", "seed": "（seed {seed}）",
+        "intro": "用自己的话回答，按回车提交（直接回车会立刻显示参考答案）。\n",
+        "ended": "\n（输入在第 {done} 题后结束，共 {total} 题）",
+        "score": "得分：{right}/{done}（数值题 {numeric_right}/{numeric}，自评题 {open_right}/{open}）",
+        "revisit": "需要复习：",
+    },
+}
+YES = {"y", "yes", "是", "对", "是的", "嗯", "覆盖了"}
+LANG_ENV = "MMCOURSE_LANG"
+
+
+def default_language(environ: dict | None = None) -> str:
+    """The drill's language: MMCOURSE_LANG if set, else "zh" when the locale (LC_ALL, LC_MESSAGES, LANG, the first
+    one set, as POSIX orders them) starts with "zh", else "en"."""
+    environ = os.environ if environ is None else environ
+    chosen = environ.get(LANG_ENV, "").strip().lower()
+    if chosen:
+        _check_lang_setting(chosen)
+        return chosen
+    locale = next((environ[k] for k in ("LC_ALL", "LC_MESSAGES", "LANG") if environ.get(k)), "")
+    return "zh" if locale.lower().startswith("zh") else "en"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topics", action="store_true", help="list the topics with their number of questions and exit")
     parser.add_argument("--sheet", action="store_true",
                         help="print the chosen questions with their answers (a study sheet) instead of asking")
+    parser.add_argument("--lang", choices=LANGUAGES, default=None,
+                        help=f"language of questions, answers and messages: en or zh (中文); default: ${LANG_ENV}, "
+                             "else zh when the locale (LC_ALL / LANG) is Chinese, else en")
 
 
 def add_quiz(subparsers) -> None:
@@ -31,12 +71,16 @@ def add_quiz(subparsers) -> None:
         "quiz", help="drill interview questions on multimodal LLMs, in random order, score at the end",
         description="Ask questions from the course's interview bank in random order. Type your answer (an empty "
                     "line shows the model answer at once); numeric questions are checked, for the others say "
-                    "whether your answer covered the model answer. Prints the score at the end.")
+                    "whether your answer covered the model answer. Prints the score at the end. "
+                    "--lang zh asks in Chinese.")
     add_arguments(parser)
     parser.set_defaults(run=run_quiz)
 
 
-def _wrap(text: str, indent: str = "  ") -> str:
+def _wrap(text: str, lang: str, indent: str = "  ") -> str:
+    """English is wrapped at 88 columns; Chinese, which has no spaces to break at, is left to the terminal."""
+    if lang == "zh":
+        return indent + text
     return textwrap.fill(text, width=88, initial_indent=indent, subsequent_indent=indent)
 
 
@@ -69,39 +113,47 @@ def choose_questions(bank: list[dict], n: int = 10, topics: list[str] | None = N
 
 
 def _numeric_correct(reply: str, entry: dict) -> bool:
+    """The reply as a number (thousands separators, a Unicode minus, full-width digits and commas allowed)."""
     try:
-        value = float(reply.replace(",", "").replace("−", "-"))
+        value = float(reply.replace(",", "").replace("，", "").replace("−", "-"))
     except ValueError:
         return False
     return abs(value - parse_number(entry["numeric"]["claim"])) <= entry["numeric"]["tolerance"]
 
 
-def ask(entry: dict, number: int, total: int) -> bool:
+def ask(entry: dict, number: int, total: int, lang: str = "en") -> bool:
     """Ask one question on stdin/stdout, show the model answer; → whether it was answered right."""
+    say = MESSAGES[lang]
     numeric = "numeric" in entry
-    print(f"[{number}/{total}] {TOPICS[entry['topic']]}")
-    print(_wrap(entry["question"] + (" (answer with a number)" if numeric else ""), indent=""))
-    reply = _ask("your answer> ")
+    print(f"[{number}/{total}] {topic_title(entry['topic'], lang)}")
+    print(_wrap(localized(entry, "question", lang) + (say["numeric_hint"] if numeric else ""), lang, indent=""))
+    reply = _ask(say["prompt"])
     if numeric:
         correct = _numeric_correct(reply, entry)
-        print(("correct: " if correct else "not quite: the answer is ") + entry["numeric"]["claim"])
-    print("model answer:")
-    print(_wrap(entry["answer"]))
+        print((say["correct"] if correct else say["wrong"]) + entry["numeric"]["claim"])
+    print(say["model_answer"])
+    print(_wrap(localized(entry, "answer", lang), lang))
     if "notebooks" in entry:
-        print(f"  (notebook{'s' if len(entry['notebooks']) > 1 else ''} {', '.join(entry['notebooks'])})")
+        print(f"  ({say['notebooks' if len(entry['notebooks']) > 1 else 'notebook']} {', '.join(entry['notebooks'])})")
     if not numeric:
-        correct = _ask("did your answer cover it? [y/n]> ").lower() in ("y", "yes")
+        correct = _ask(say["covered"]).lower() in YES
     print()
     return correct
 
 
 def run_quiz(args: argparse.Namespace) -> int:
     """Ask the chosen questions, then print the score. Exit 0 (also when the input ends early)."""
+    try:
+        lang = args.lang or default_language()
+    except ValueError as err:
+        print(f"mmcourse quiz: {err}", file=sys.stderr)
+        return 2
+    say = MESSAGES[lang]
     bank = load_bank()
     if args.topics:
         counts = Counter(q["topic"] for q in bank)
-        for slug, title in TOPICS.items():
-            print(f"{slug:14s} {counts[slug]:3d}  {title}")
+        for slug in TOPICS:
+            print(f"{slug:14s} {counts[slug]:3d}  {topic_title(slug, lang)}")
         return 0
     try:
         chosen = choose_questions(bank, args.n, args.topic, args.seed)
@@ -110,23 +162,23 @@ def run_quiz(args: argparse.Namespace) -> int:
         return 2
     if args.sheet:
         for q in chosen:
-            print(f"[{q['id']}] {q['question']}\n{_wrap(q['answer'])}\n")
+            print(f"[{q['id']}] {localized(q, 'question', lang)}\n{_wrap(localized(q, 'answer', lang), lang)}\n")
         return 0
-    print(f"mmcourse quiz: {len(chosen)} questions" + (f" (seed {args.seed})" if args.seed is not None else ""))
-    print("Answer in your own words and press Enter (an empty line shows the model answer).\n")
+    print(say["header"].format(n=len(chosen)) + (say["seed"].format(seed=args.seed) if args.seed is not None else ""))
+    print(say["intro"])
     results = []  # (entry, correct)
     try:
         for number, q in enumerate(chosen, 1):
-            results.append((q, ask(q, number, len(chosen))))
+            results.append((q, ask(q, number, len(chosen), lang)))
     except EOFError:
-        print(f"\n(input ended after {len(results)} of {len(chosen)} questions)")
+        print(say["ended"].format(done=len(results), total=len(chosen)))
     numeric = [correct for q, correct in results if "numeric" in q]
     graded = [correct for q, correct in results if "numeric" not in q]
-    print(f"score: {sum(numeric) + sum(graded)}/{len(results)}  (numbers checked: {sum(numeric)}/{len(numeric)}, "
-          f"self-graded: {sum(graded)}/{len(graded)})")
+    print(say["score"].format(right=sum(numeric) + sum(graded), done=len(results), numeric_right=sum(numeric),
+                              numeric=len(numeric), open_right=sum(graded), open=len(graded)))
     missed = [q["id"] for q, correct in results if not correct]
     if missed:
-        print("to revisit: " + ", ".join(missed))
+        print(say["revisit"] + ", ".join(missed))
     return 0
 
 
@@ -135,3 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmcourse quiz", description="Drill the course's interview questions.")
     add_arguments(parser)
     return run_quiz(parser.parse_args(argv))
+
+
+def _check_lang_setting(value: str) -> None:
+    if value not in LANGUAGES:
+        raise ValueError(f"{LANG_ENV}={value!r} is not a language of the drill; set it to one of "
+                         f"{', '.join(LANGUAGES)} (or unset it to follow the locale)")

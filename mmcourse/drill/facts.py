@@ -345,6 +345,220 @@ def chance_percent() -> float:
     return 100 / n_quadrants()
 
 
+
+# High resolution: tiles, packing, pixel shuffle, pruning, and what image tokens cost an LLM's KV cache.
+def pixel_shuffle_tokens(grid: int, factor: int) -> int:
+    """Tokens left when a grid × grid map of tokens is pixel-shuffled (space-to-depth) by `factor`: (g / f)².
+
+    Computed with torch's own pixel_unshuffle on a (1, D, g, g) map, as InternVL and the capstone merge
+    each f × f block of neighbouring tokens into one token of f² times the width."""
+    return int(torch.nn.functional.pixel_unshuffle(torch.zeros(1, 1, grid, grid), factor)[0, 0].numel())
+
+
+def pixel_shuffle_width(width: int, factor: int) -> int:
+    """Width of each token after the pixel shuffle: D · f²."""
+    return torch.nn.functional.pixel_unshuffle(torch.zeros(1, width, factor, factor), factor).shape[1]
+
+
+def tiled_image_tokens(n_tiles: int, tile_size: int, patch_size: int, thumbnail: bool = True,
+                       shuffle: int = 1) -> int:
+    """Visual tokens of an image cut into n_tiles square tiles (AnyRes / InternVL dynamic resolution):
+    (n_tiles + thumbnail) × tokens per tile, each tile (S / P)² patches, pixel-shuffled by `shuffle`."""
+    if n_tiles < 1:
+        raise ValueError(f"n_tiles must be ≥ 1, got {n_tiles}")
+    per_tile = pixel_shuffle_tokens(vit_grid(tile_size, patch_size), shuffle)
+    return (n_tiles + int(thumbnail)) * per_tile
+
+
+def grid_tokens(height: int, width: int, patch_size: int) -> int:
+    """Patches of an H × W image at its own aspect ratio (NaViT, Qwen2-VL): (H / P) · (W / P), by unfold."""
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"{height}×{width} is not a multiple of the patch size {patch_size}; resize first")
+    return torch.nn.functional.unfold(torch.zeros(1, 1, height, width), patch_size, stride=patch_size).shape[-1]
+
+
+def qwen2vl_image_tokens(height: int, width: int) -> int:
+    """Tokens Qwen2-VL gives an H × W image (H, W multiples of 28): 14-px patches, then 2 × 2 merged."""
+    return grid_tokens(height, width, 28)
+
+
+def packed_sequences(lengths: list[int], max_length: int) -> int:
+    """Sequences of max_length that first-fit-decreasing packing needs for examples of these lengths (NaViT)."""
+    if any(n > max_length for n in lengths):
+        raise ValueError(f"an example of {max(lengths)} tokens does not fit a sequence of {max_length}")
+    bins: list[int] = []
+    for n in sorted(lengths, reverse=True):
+        for i, used in enumerate(bins):
+            if used + n <= max_length:
+                bins[i] += n
+                break
+        else:
+            bins.append(n)
+    return len(bins)
+
+
+def padding_positions(lengths: list[int], max_length: int | None = None) -> int:
+    """Padding positions when each example is padded to max_length (default: the longest one)."""
+    longest = max(lengths) if max_length is None else max_length
+    return len(lengths) * longest - sum(lengths)
+
+
+def packing_padding(lengths: list[int], max_length: int) -> int:
+    """Padding positions left when the examples are packed into sequences of max_length."""
+    return packed_sequences(lengths, max_length) * max_length - sum(lengths)
+
+
+def fastv_kept(n_image: int, ratio: float) -> int:
+    """Image tokens FastV keeps after layer K when it drops the fraction `ratio` with the least attention."""
+    scores = torch.arange(n_image, dtype=torch.float32)
+    return int(scores.topk(n_image - int(n_image * ratio)).indices.numel())
+
+
+def fastv_saving_percent(n_layers: int, k: int, ratio: float) -> float:
+    """Percent of the image tokens' per-layer work FastV saves: layers after K see (1 − R) of them."""
+    return 100 * (n_layers - k) * ratio / n_layers
+
+
+def kv_cache_bytes(n_tokens: int, n_layers: int, kv_heads: int, head_dim: int, dtype: str = "float16") -> int:
+    """Bytes of the KV cache of n_tokens: layers × 2 (K and V) × kv_heads × head_dim × bytes × tokens,
+    measured on meta tensors of that shape (nothing is allocated)."""
+    cache = torch.empty(n_layers, 2, kv_heads, n_tokens, head_dim, dtype=getattr(torch, dtype), device="meta")
+    return cache.numel() * cache.element_size()
+
+
+def mib(n_bytes: float) -> float:
+    return n_bytes / 2 ** 20
+
+
+# Positions: 1-D RoPE, M-RoPE, interpolation.
+def rope_frequencies(head_dim: int) -> int:
+    """Rotation frequencies of RoPE in one head: one per pair of dimensions, head_dim / 2."""
+    return torch.arange(0, head_dim, 2).numel()
+
+
+def mrope_position_ids(n_text_before: int, t: int, h: int, w: int, n_text_after: int = 1) -> torch.Tensor:
+    """M-RoPE's (3, L) position ids (temporal, height, width) for text, a t × h × w grid of visual tokens,
+    then text (Qwen2-VL): text uses one id on all three axes; the grid's ids start after the text; text after
+    the grid resumes at 1 + the largest id used."""
+    text = torch.arange(n_text_before).expand(3, -1)
+    tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    grid = torch.stack([tt.flatten(), hh.flatten(), ww.flatten()]) + n_text_before
+    start = int(grid.max()) + 1
+    after = torch.arange(start, start + n_text_after).expand(3, -1)
+    return torch.cat([text, grid, after], dim=1)
+
+
+def mrope_next_position(n_text_before: int, t: int, h: int, w: int) -> int:
+    """The position id of the first text token after a t × h × w visual grid under M-RoPE."""
+    return int(mrope_position_ids(n_text_before, t, h, w)[0, -1])
+
+
+def rope_next_position(n_text_before: int, n_visual: int) -> int:
+    """The same with 1-D RoPE (LLaVA): every visual token takes one position."""
+    return n_text_before + n_visual
+
+
+def position_interpolation_scale(trained_length: int, new_length: int) -> float:
+    """Position Interpolation (Chen et al., 2023): positions are multiplied by L_train / L_new."""
+    return trained_length / new_length
+
+
+# Video.
+def video_tokens(seconds: float, fps: float, tokens_per_frame: int, temporal_merge: int = 1) -> int:
+    """Visual tokens of a clip sampled at `fps`, frames merged `temporal_merge` at a time (Qwen2-VL: 2)."""
+    frames = int(seconds * fps)
+    return (frames // temporal_merge) * tokens_per_frame
+
+
+def video_tokens_per_second(fps: float, tokens_per_frame: int, temporal_merge: int = 1) -> float:
+    return fps / temporal_merge * tokens_per_frame
+
+
+def pooled_tokens(grid: int, pool: int) -> int:
+    """Tokens left when a grid × grid frame is average-pooled pool × pool (video LLMs' spatial pooling)."""
+    return torch.nn.functional.avg_pool2d(torch.zeros(1, 1, grid, grid), pool)[0, 0].numel()
+
+
+# Audio LLMs and speech out.
+def audio_llm_tokens(seconds: float, pool: int = 2) -> int:
+    """Tokens an audio LLM reads for a clip: Whisper's encoder states pooled by `pool` (Qwen-Audio: 2)."""
+    return whisper_states(seconds) // pool
+
+
+def codec_bitrate(frame_rate: float, n_codebooks: int, codebook_size: int) -> float:
+    """Bits per second of a residual-VQ codec: frames/s × codebooks × log2(codebook size)."""
+    return frame_rate * n_codebooks * codebook_bits(codebook_size)
+
+
+def multiscale_token_rates(sample_rate: int, hop: int, strides: tuple[int, ...]) -> list[float]:
+    """SNAC's token rates: one level per stride, level s at sample_rate / hop / s tokens per second."""
+    return [sample_rate / hop / s for s in strides]
+
+
+def multiscale_tokens_per_second(sample_rate: int, hop: int, strides: tuple[int, ...]) -> float:
+    return sum(multiscale_token_rates(sample_rate, hop, strides))
+
+
+def temporal_ids(seconds: float, ms_per_id: float = 40) -> int:
+    """TMRoPE (Qwen2.5-Omni): temporal position ids in `seconds` when one id stands for ms_per_id."""
+    return int(round(1000 * seconds / ms_per_id))
+
+
+# The capstone: LLaVA's recipe on SmolLM2-135M.
+SMOLLM2_135M = {"hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+                "head_dim": 64, "intermediate_size": 1536, "vocab_size": 49152, "tie_word_embeddings": True}
+
+
+def smollm2_config(key: str) -> int:
+    """One number of SmolLM2-135M's configuration (read from its GGUF file in tests/test_questions.py)."""
+    return SMOLLM2_135M[key]
+
+
+def smollm2_parameters() -> int:
+    """Parameters of SmolLM2-135M, counted on transformers' LlamaForCausalLM built on the meta device."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M))
+    return sum(p.numel() for p in model.parameters())
+
+
+def smollm2_kv_bytes_per_token(dtype: str = "float16") -> int:
+    c = SMOLLM2_135M
+    return kv_cache_bytes(1, c["num_hidden_layers"], c["num_key_value_heads"], c["head_dim"], dtype)
+
+
+def lora_parameters(d_in: int, d_out: int, r: int) -> int:
+    """Trainable parameters LoRA adds to one d_in → d_out matrix: A (r × d_in) and B (d_out × r), r·(d_in + d_out)."""
+    adapter = torch.nn.Sequential(torch.nn.Linear(d_in, r, bias=False), torch.nn.Linear(r, d_out, bias=False))
+    return sum(p.numel() for p in adapter.parameters())
+
+
+def smollm2_lora_parameters(r: int, targets: tuple[str, ...] = ("q_proj", "v_proj")) -> int:
+    """LoRA parameters on SmolLM2-135M's attention/MLP matrices named in `targets`, over all 30 layers."""
+    c = SMOLLM2_135M
+    d, kv, ff = c["hidden_size"], c["num_key_value_heads"] * c["head_dim"], c["intermediate_size"]
+    shapes = {"q_proj": (d, c["num_attention_heads"] * c["head_dim"]), "k_proj": (d, kv), "v_proj": (d, kv),
+              "o_proj": (c["num_attention_heads"] * c["head_dim"], d), "gate_proj": (d, ff), "up_proj": (d, ff),
+              "down_proj": (ff, d)}
+    unknown = set(targets) - set(shapes)
+    if unknown:
+        raise ValueError(f"unknown target modules {sorted(unknown)}; choose from {sorted(shapes)}")
+    return c["num_hidden_layers"] * sum(lora_parameters(*shapes[t], r) for t in targets)
+
+
+def projector_parameters(d_in: int, d_out: int, hidden: int = 0) -> int:
+    """Parameters of mmcourse.fusion.Projector (a Linear, or LLaVA-1.5's two-layer MLP when hidden > 0)."""
+    from mmcourse.fusion.projector import Projector
+
+    return sum(p.numel() for p in Projector(d_in, d_out, hidden).parameters())
+
+
+def expanded_length(n_text: int, n_placeholders: int, tokens_per_image: int) -> int:
+    """Sequence length after each <image> placeholder of an n_text-token prompt becomes tokens_per_image tokens."""
+    ids = [0] * (n_text - n_placeholders) + [1] * n_placeholders
+    return sum(tokens_per_image if i else 1 for i in ids)
+
 FACTS = {f.__name__: f for f in (
     vit_tokens, vit_grid, patch_values, image_channels, vit_base_image_size, default_normalisation, vit_base_width,
     bert_base_width, whisper_tiny_width,
@@ -357,5 +571,11 @@ FACTS = {f.__name__: f for f in (
     tensor_fusion_features, tensor_fusion_weights, low_rank_factor_weights, resampler_tokens, gated_block_change,
     kv_positions_without_cache, top_p_kept, example_size, recall_example, n_quadrants,
     chance_percent, word_error_rate, word_count, bleu, clip_score, chair, vqa_accuracy,
+    pixel_shuffle_tokens, pixel_shuffle_width, tiled_image_tokens, grid_tokens, qwen2vl_image_tokens,
+    packed_sequences, padding_positions, packing_padding, fastv_kept, fastv_saving_percent, kv_cache_bytes, mib,
+    rope_frequencies, mrope_next_position, rope_next_position, position_interpolation_scale, video_tokens,
+    video_tokens_per_second, pooled_tokens, audio_llm_tokens, codec_bitrate, multiscale_token_rates,
+    multiscale_tokens_per_second, temporal_ids, smollm2_config, smollm2_parameters, smollm2_kv_bytes_per_token,
+    lora_parameters, smollm2_lora_parameters, projector_parameters, expanded_length,
 )}
 SAFE_NAMES = {f.__name__: f for f in (len, sum, min, max, abs, round, math.exp, math.log, math.sqrt)}
