@@ -1,0 +1,235 @@
+"""The course as a website (`make site` → build/site/html), checked as built and in a real headless Chromium.
+
+Building executes every notebook (minutes), so these tests never build: they read the site that
+`make site` left in build/site/html. Without it they skip, saying so, unless MMCOURSE_REQUIRE_SITE=1
+(`.ci/run` builds the site first and sets it), when a missing site fails.
+
+- every student notebook of course/ has its page, in course order, and the page shows executed outputs;
+- no solution line and no hidden-test line of solutions/ appears anywhere in the site (the same lines the
+  release leak test of tests/test_course.py looks for in course/);
+- exercise stubs show a one-line note, never a traceback;
+- nothing is fetched from the network: no http(s) script, style sheet, font or image;
+- every page carries the language note, and the page fonts fall back to CJK fonts;
+- in Chromium over file://: the start page's links all resolve, images load (natural width > 0),
+  notebook 04 has audio players whose sound decodes, MathJax renders, the browser requested nothing
+  but local files; screenshots go to build/site-screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from mmcourse import classroom
+from tests.conftest import require_browser
+from tests.test_course import ASSIGNMENTS, MARKERS, private_lines, read
+
+REPO = Path(__file__).resolve().parent.parent
+SITE = REPO / "build" / "site" / "html"
+SCREENSHOTS = REPO / "build" / "site-screenshots"
+NOTEBOOKS = sorted((REPO / "course").glob("[0-9][0-9]_*/*.ipynb"))
+CJK_FONTS = ("Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei")
+LANGUAGE_NOTE = "中文：本课程的标题与练习说明为中英双语"
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    if not (SITE / "index.html").is_file():
+        message = f"the course website is not built ({SITE / 'index.html'} is missing): run `make site` first"
+        if os.environ.get("MMCOURSE_REQUIRE_SITE") == "1":
+            pytest.fail(message + "; MMCOURSE_REQUIRE_SITE=1 requires it")
+        pytest.skip(message)
+    return SITE
+
+
+def page_of(notebook: Path, site: Path = SITE) -> Path:
+    return site / notebook.relative_to(REPO).with_suffix(".html")
+
+
+def pages(site: Path) -> list[Path]:
+    return sorted(site.rglob("*.html"))
+
+
+class _Text(HTMLParser):
+    """The text of an HTML page, as a browser would show it (code blocks keep their lines)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data):
+        self.parts.append(data)
+
+    def handle_starttag(self, tag, attrs):
+        if tag in {"p", "div", "br", "li", "tr", "pre", "h1", "h2", "h3", "h4", "td", "th"}:
+            self.parts.append("\n")
+
+
+def page_text(path: Path) -> str:
+    parser = _Text()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return "".join(parser.parts)
+
+
+# --- the built site ------------------------------------------------------------------------------------------
+
+def test_every_notebook_has_a_page_in_course_order(site):
+    assert NOTEBOOKS, "no notebooks in course/"
+    missing = [str(page_of(nb).relative_to(site)) for nb in NOTEBOOKS if not page_of(nb).is_file()]
+    assert not missing, f"notebooks without a page: {missing}; run `make site` again"
+    index = (site / "index.html").read_text(encoding="utf-8")
+    positions = [index.find(page_of(nb).relative_to(site).as_posix()) for nb in NOTEBOOKS]
+    assert -1 not in positions, "the start page does not link every notebook"
+    assert positions == sorted(positions), "the start page lists the notebooks out of course order"
+    assert (site / "instructor.html").is_file() and "nbgrader" in page_text(site / "instructor.html")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.parent.name)
+def test_notebook_page_shows_executed_outputs_and_no_traceback(site, notebook):
+    html = page_of(notebook).read_text(encoding="utf-8")
+    assert 'class="cell_output' in html, f"{notebook.name}: the page shows no output: was it executed?"
+    assert not re.search(r'class="[^"]*\b(traceback|highlight-ipythontb)\b', html), \
+        f"{notebook.name}: the page shows a traceback (only stub errors are allowed, and they become a note)"
+    stubs = sum("raise NotImplementedError" in "".join(c.source) for c in read(notebook).cells)
+    if stubs:
+        assert "mmcourse-stub-note" in html, f"{notebook.name} has {stubs} exercise stubs but no stub note"
+
+
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_no_solution_or_hidden_test_in_the_site(site, name):
+    source = read(classroom.notebook_path(REPO, "solutions", name))
+    secrets = private_lines(source, (classroom.SOLUTION_BEGIN, classroom.SOLUTION_END),
+                            (classroom.HIDDEN_BEGIN, classroom.HIDDEN_END))
+    found = {}
+    for path in site.rglob("*"):
+        if path.suffix == ".html":
+            text = page_text(path)
+        elif path.suffix in {".js", ".txt", ".json", ".ipynb", ".md", ".py"}:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        else:
+            continue
+        lines = {line.strip() for line in text.splitlines()}
+        for marker in MARKERS:
+            assert marker not in text, f"{marker!r} in {path.relative_to(site)}"
+        for line in secrets & lines:
+            found.setdefault(line, str(path.relative_to(site)))
+    assert not found, f"solution or hidden-test lines of solutions/{name} in the site: {list(found.items())[:5]}"
+
+
+URL_ATTRIBUTE = re.compile(r'<(script|link|img|audio|source|iframe|video)\b[^>]*?\b(?:src|href)="(https?:)?//[^"]*"', re.I)
+CSS_URL = re.compile(r'(?:url\(\s*["\']?|@import\s+["\'])(https?:)?//', re.I)
+
+
+def test_nothing_is_fetched_from_the_network(site):
+    remote = []
+    for path in pages(site):
+        for match in URL_ATTRIBUTE.finditer(path.read_text(encoding="utf-8")):
+            if not (match.group(1) == "link" and re.search(r'rel="(canonical|next|prev|index|search)"', match.group(0))):
+                remote.append(f"{path.relative_to(site)}: {match.group(0)[:120]}")
+    for path in site.rglob("*.css"):
+        remote += [f"{path.relative_to(site)}: {m.group(0)}" for m in CSS_URL.finditer(path.read_text(errors="replace"))]
+    assert not remote, f"the site loads from the network (it must work offline): {remote[:5]}"
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is not bundled (sphinx-mathjax-offline)"
+
+
+def test_language_note_and_cjk_fonts(site):
+    without = [str(p.relative_to(site)) for p in pages(site) if LANGUAGE_NOTE not in p.read_text(encoding="utf-8")
+               and p.name not in {"genindex.html", "search.html"}]
+    assert not without, f"pages without the language note: {without[:5]}"
+    css = (site / "_static" / "mmcourse.css").read_text(encoding="utf-8")
+    for font in CJK_FONTS:
+        assert f'"{font}"' in css, f"the page fonts do not fall back to {font}"
+
+
+# --- in a real browser ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser(site, tmp_path_factory):
+    chromium, chromedriver = require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1400,1000", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    driver.set_page_load_timeout(60)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def open_page(driver, path: Path, screenshot: str):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(path.as_uri())
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+        "return [...document.images].every(i => i.complete)"))
+    note = driver.execute_script("return document.querySelector('.bd-header-announcement')?.innerText || ''")
+    assert LANGUAGE_NOTE in note, f"{path.name}: the language note is not shown on top of the page"
+    requested = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    remote = [url for url in requested if not url.startswith(("file:", "data:", "blob:"))]
+    assert not remote, f"{path.name} requested from the network: {remote[:5]}"
+    driver.save_screenshot(str(SCREENSHOTS / screenshot))
+    return driver
+
+
+def broken_images(driver) -> list[str]:
+    return driver.execute_script("return [...document.images].filter(i => !(i.naturalWidth > 0)).map(i => i.src)")
+
+
+def test_start_page_links_resolve(browser, site):
+    open_page(browser, site / "index.html", "index.png")
+    links = browser.execute_script("return [...document.querySelectorAll('a[href]')].map(a => a.href)")
+    local = {unquote(urlparse(url).path) for url in links if url.startswith("file:")}
+    assert len(local) > len(NOTEBOOKS), f"the start page links only {len(local)} local pages"
+    dead = sorted(p for p in local if not Path(p).exists())
+    assert not dead, f"links on the start page that lead nowhere: {dead[:5]}"
+    assert not broken_images(browser), f"images that did not load on the start page: {broken_images(browser)}"
+    fonts = browser.execute_script("return getComputedStyle(document.querySelector('h1')).fontFamily")
+    assert all(font in fonts for font in CJK_FONTS), f"the headings' fonts have no CJK fallback: {fonts}"
+
+
+def _notebook(prefix: str) -> Path:
+    found = [nb for nb in NOTEBOOKS if nb.parent.name.startswith(prefix)]
+    assert found, f"no notebook {prefix}_* in course/"
+    return found[0]
+
+
+def test_image_notebook_shows_its_figures(browser, site):
+    open_page(browser, page_of(_notebook("03")), "03_image_encoding.png")
+    count = browser.execute_script("return document.querySelectorAll('.cell_output img').length")
+    assert count >= 3, f"notebook 03's page shows {count} figures; expected its images, patches and maps"
+    assert not broken_images(browser), f"images that did not load: {broken_images(browser)[:3]}"
+
+
+def test_audio_notebook_has_players_that_play(browser, site):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, page_of(_notebook("04")), "04_audio_encoding.png")
+    assert browser.execute_script("return document.querySelectorAll('audio').length") >= 1, \
+        "notebook 04's page has no audio player"
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('audio')].every(a => a.readyState >= 1)"),
+        message="the audio players did not load their sound")
+    durations = browser.execute_script("return [...document.querySelectorAll('audio')].map(a => a.duration)")
+    assert all(d > 0.1 for d in durations), f"audio players with no sound: durations {durations}"
+    assert not broken_images(browser), f"images that did not load: {broken_images(browser)[:3]}"
+
+
+def test_equations_are_rendered_by_the_bundled_mathjax(browser, site):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    open_page(browser, page_of(_notebook("01")), "01_what_is_a_multimodal_llm.png")
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return document.querySelectorAll('mjx-container').length > 0"),
+                                     message="MathJax rendered no equation on notebook 01's page")
