@@ -40,13 +40,15 @@ course: $(STAMP)
 	done
 
 # The course as a static website (Sphinx + myst-nb, config in site/): open build/site/html/index.html.
-# The execution cache knows the notebooks, not the package: when mmcourse/ changes, start from an empty one.
+# -E: every page is read again (seconds: unchanged notebooks come from the execution cache, so the generated
+# pages and the hooks are never stale). The cache knows the notebooks, not the package: when mmcourse/
+# changes, start from an empty one.
 SITE_PACKAGE := build/site/.package
 site: $(STAMP) $(SITE_PACKAGE)
-	$(TESTENV) $(BIN)/sphinx-build -b html -q site build/site/html -d build/site/doctrees
+	$(TESTENV) $(BIN)/sphinx-build -E -b html -q site build/site/html -d build/site/doctrees
 
 $(SITE_PACKAGE): $(shell find mmcourse -name '*.py') pyproject.toml
-	rm -rf build/site/.jupyter_cache build/site/doctrees
+	rm -rf build/site/.jupyter_cache
 	mkdir -p build/site && touch $@
 
 doctor: $(STAMP)

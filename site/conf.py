@@ -58,7 +58,6 @@ LANGUAGE_NOTE = ("中文：本课程的标题与练习说明为中英双语；�
                  "opens with its interview question in both.")
 html_theme_options = {
     "announcement": LANGUAGE_NOTE,
-    "home_page_in_toc": True,
     "show_toc_level": 2,
     "use_download_button": False,
     "use_fullscreen_button": False,

@@ -109,17 +109,12 @@ def replace_stub_errors(app, doctree: nodes.document) -> None:
         if name != STUB_ERROR:
             raise ExtensionError(f"{docname}: a cell raised {name}, not an exercise stub's {STUB_ERROR}:\n"
                                  f"{block.astext()[-2000:]}\nfix the notebook (solutions/, then `make course`)")
-        block.replace_self(nodes.paragraph(STUB_NOTE, STUB_NOTE, classes=["mmcourse-stub-note"]))
-
-
-def always_reread(app, env, added, changed, removed) -> list[str]:
-    """Sphinx's env-get-outdated event: the pages with generated text are re-read on every build (they are
-    cheap), so a renamed notebook or an edited README shows at once; notebooks are re-read only when changed."""
-    return [name for name in ("index", "instructor") if name in env.found_docs]
+        note = nodes.paragraph(STUB_NOTE, STUB_NOTE)
+        block.replace_self(note)
+        note["classes"] = ["mmcourse-stub-note"]  # replace_self copies the traceback's classes: drop them
 
 
 def setup(app):
     app.connect("source-read", fill_markers)
-    app.connect("env-get-outdated", always_reread)
     app.connect("doctree-read", replace_stub_errors)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
