@@ -22,7 +22,8 @@ from sphinx.errors import ExtensionError
 REPO = Path(__file__).resolve().parent.parent
 MARKER = re.compile(r'^<!-- mmcourse: (notebook-table|readme "([^"]*)") -->$', re.M)
 STUB_ERROR = "NotImplementedError"
-STUB_NOTE = "Exercise: this cell raises NotImplementedError until the exercise is solved (run it in JupyterLab)."
+STUB_NOTE = ("练习：这个单元在你写完上面的练习之前会抛出 NotImplementedError（请在 JupyterLab 里运行并作答）。 "
+             "Exercise: this cell raises NotImplementedError until the exercise is solved (run it in JupyterLab).")
 
 
 # --- the notebook table ------------------------------------------------------------------------------------
