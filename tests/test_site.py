@@ -158,6 +158,25 @@ def test_notebook_page_shows_executed_outputs_and_no_traceback(site, notebook):
         assert "mmcourse-stub-note" in html, f"{notebook.name} has {stubs} exercise stubs but no stub note"
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.parent.name)
+def test_page_shows_every_figure_player_and_stub_of_the_executed_notebook(site, notebook):
+    """What the build's kernel produced (the execution cache holds the executed notebook) is on the page."""
+    jupyter_cache = pytest.importorskip("jupyter_cache", reason='the site extra is not installed (pip install -e ".[site]")')
+    cache = jupyter_cache.get_cache(site.parent / ".jupyter_cache")
+    try:
+        record = cache.match_cache_notebook(read(notebook))
+    except KeyError:
+        pytest.fail(f"{notebook.name} is not in the execution cache: the site is older than the notebook; run `make site`")
+    outputs = [out for cell in cache.get_cache_bundle(record.pk).nb.cells for out in cell.get("outputs", [])]
+    figures = sum("image/png" in out.get("data", {}) for out in outputs)
+    players = sum("<audio" in str(out.get("data", {}).get("text/html", "")) for out in outputs)
+    errors = sum(out.output_type == "error" for out in outputs)
+    html = page_of(notebook).read_text(encoding="utf-8")
+    assert len(re.findall(r"<img\b", html)) >= figures, f"{notebook.name}: {figures} figures were drawn, fewer are on the page"
+    assert html.count("<audio") == players, f"{notebook.name}: {players} audio players were made, the page has {html.count('<audio')}"
+    assert html.count('class="mmcourse-stub-note"') == errors, f"{notebook.name}: {errors} stub errors, not as many notes"
+
+
 @functools.cache
 def released_lines() -> frozenset[str]:
     """Every line of every student notebook: a secret of one notebook may be public code in another
