@@ -42,12 +42,13 @@ def prepare(root: Path, name: str, n: int) -> list[str]:
     return students
 
 
-def grade(root: Path, name: str, jobs: int) -> tuple[float, float, list[dict], str]:
-    """→ (wall seconds, CPU seconds of the grading processes and kernels, CSV rows, the sandbox line)."""
+def grade(root: Path, name: str, jobs: int, sandbox: str = "") -> tuple[float, float, list[dict], str]:
+    """→ (wall seconds, CPU seconds of the grading processes and kernels, CSV rows, the sandbox line).
+    sandbox="deny-list": the previous sandbox (MMCOURSE_SANDBOX), for comparison."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg",
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg", MMCOURSE_SANDBOX=sandbox,
                PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "mmcourse.classroom.cli", "grade", name, "--jobs", str(jobs)],
@@ -118,7 +119,12 @@ def main(argv=None) -> int:
             root = Path(tmp) / f"jobs{jobs}"
             prepare(root, args.notebook, args.n)
             seconds, cpu, rows, sandbox = grade(root, args.notebook, jobs)
-            results.append((jobs, seconds, cpu, rows))
+            results.append((jobs, seconds, cpu, rows, "mmcourse grade"))
+        if os.geteuid() == 0:  # the previous, deny-list sandbox (needs root, like the allow-list)
+            root = Path(tmp) / "deny-list"
+            prepare(root, args.notebook, args.n)
+            seconds, cpu, rows, _ = grade(root, args.notebook, args.jobs, sandbox="deny-list")
+            results.append((args.jobs, seconds, cpu, rows, "mmcourse grade, deny-list"))
         plain = []
         for jobs in (1, args.jobs):
             root = Path(tmp) / f"nbgrader{jobs}"
@@ -132,10 +138,10 @@ def main(argv=None) -> int:
                            "total s": seconds, "s / submission": seconds / args.n,
                            "speed-up": f"{serial / seconds:.2f}x", "CPU s / submission": cpu / args.n,
                            "cores busy": cpu / seconds, "peak MiB / worker": "", "of it kernel": ""})
-    for jobs, seconds, cpu, rows in results:
+    for jobs, seconds, cpu, rows, mode in results:
         worker = max(float(r["worker_peak_mib"]) for r in rows)
         kernel = max(float(r["kernel_peak_mib"]) for r in rows)
-        table_rows.append({"mode": "mmcourse grade", "jobs": jobs, "total s": seconds,
+        table_rows.append({"mode": mode, "jobs": jobs, "total s": seconds,
                            "s / submission": seconds / args.n, "speed-up": f"{serial / seconds:.2f}x",
                            "CPU s / submission": cpu / args.n, "cores busy": cpu / seconds,
                            "peak MiB / worker": worker + kernel, "of it kernel": kernel})

@@ -158,7 +158,10 @@ def plan_sandbox(memory_gb: float | None = 8, isolate: bool = True, hide: list[s
         plan.notes.append("not running as root: network not isolated, kernel runs as the grader's user "
                           "(run `mmcourse grade` as root, e.g. in the grading container, for a full sandbox)")
         return plan
-    if shutil.which("bwrap") is None:
+    if os.environ.get("MMCOURSE_SANDBOX") == "deny-list":  # the previous sandbox, for comparison (benchmarks)
+        plan.notes.append("MMCOURSE_SANDBOX=deny-list: the deny-list sandbox, in which the rest of the machine stays "
+                          "readable")
+    elif shutil.which("bwrap") is None:
         plan.notes.append("bubblewrap not found: falling back to the deny-list sandbox, in which the rest of the "
                           "machine (other copies of the course included) stays readable (apt-get install bubblewrap)")
     else:
