@@ -284,3 +284,43 @@ def test_packaged_llm_keeps_its_language():
     llm, tok = load_llm("packaged")
     model = VisionLanguageModel(llm, tok, VLMConfig())
     assert "Paris" in model.answer(None, "What is the capital of France? Answer in one word.", max_new_tokens=12)[0]
+
+
+# ---------------------------------------------------------------- metrics the benchmark prints
+
+
+def test_pope_scores_and_normalised_match():
+    from mmcourse.metrics import normalised_match, pope_scores
+
+    assert normalised_match("Top  left.", "top left") and not normalised_match("top", "top left")
+    scores = pope_scores(["Yes.", "no", "yes", "yes"], ["yes", "no", "no", "yes"])
+    assert scores["accuracy"] == 0.75 and scores["yes_ratio"] == 0.75
+    assert scores["precision"] == 2 / 3 and scores["recall"] == 1.0 and abs(scores["f1"] - 0.8) < 1e-12
+    with pytest.raises(ValueError, match="as many answers"):
+        pope_scores(["yes"], [])
+
+
+def test_pope_negatives_name_absent_objects_and_positives_present_ones():
+    from mmcourse import data
+    from mmcourse.models.train_vlm import POPE_NEGATIVES, pope_question
+
+    scenes = data.MultimodalScenes(20, seed=5, audio=False)
+    for i in range(20):
+        scene = scenes.scene(i)
+        present = {f"{o.color} {o.shape}" for o in scene.objects}
+        for kind in ("yes", *POPE_NEGATIVES):
+            question, answer = pope_question(scene, np.random.default_rng(i), kind)
+            named = question.removeprefix("Is there a ").removesuffix(" in the image?")
+            assert (named in present) == (answer == "yes") == (kind == "yes")
+
+
+@packaged_llm
+def test_the_shipped_weights_match_their_pin_and_load():
+    from mmcourse.models.capstone import WEIGHTS, WEIGHTS_SHA256
+    from mmcourse.packaged.pins import file_sha256
+
+    assert WEIGHTS.is_file() and WEIGHTS_SHA256 == file_sha256(WEIGHTS)
+    from mmcourse.models.capstone import load_capstone
+
+    capstone = load_capstone("packaged")
+    assert capstone.vlm.cfg.lora_rank > 0 and capstone.ask(None, "What is 2 + 3?", max_new_tokens=8)

@@ -42,17 +42,18 @@ STAGE2_TASKS = ("where_typed", "where_spoken", "presence_typed", "presence_spoke
 POPE_NEGATIVES = ("random", "popular", "adversarial")
 
 
-def pope_question(scene: data.Scene, rng: np.random.Generator, negative: str | None = None) -> tuple[str, str]:
-    """POPE on a scene: "Is there a {colour} {shape} in the image?" and "yes"/"no", balanced.
+def pope_question(scene: data.Scene, rng: np.random.Generator, kind: str | None = None) -> tuple[str, str]:
+    """POPE on a scene: "Is there a {colour} {shape} in the image?" and "yes"/"no".
 
-    A negative names an absent object: "random" any absent colour-shape pair, "popular" an absent pair of a
-    colour in the scene (the frequent ones), "adversarial" an absent pair that shares its shape or colour with a
-    present object (the co-occurring ones). negative None: yes with probability 1/2, else a random kind."""
+    kind "yes": a present object. A negative names an absent object: "random" any absent colour-shape pair,
+    "popular" an absent pair of a colour in the scene (the frequent ones), "adversarial" an absent pair that
+    shares its shape or colour with a present object (the co-occurring ones). kind None: yes with
+    probability 1/2, else a negative of a random kind (how training draws them)."""
     present = {(o.color, o.shape) for o in scene.objects}
-    if negative is None and rng.random() < 0.5:
+    if kind == "yes" or (kind is None and rng.random() < 0.5):
         color, shape = sorted(present)[int(rng.integers(len(present)))]
         return f"Is there a {color} {shape} in the image?", "yes"
-    negative = negative or POPE_NEGATIVES[int(rng.integers(3))]
+    negative = kind or POPE_NEGATIVES[int(rng.integers(3))]
     absent = [(c, s) for c in data.COLORS for s in data.SHAPES if (c, s) not in present]
     colors, shapes = {c for c, _ in present}, {s for _, s in present}
     if negative == "popular":
