@@ -18,7 +18,7 @@ from mmcourse.tiers import _check_tier, _from_hub, _seeded
 HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 IMAGE_TOKEN, AUDIO_TOKEN = "<image>", "<audio>"
 CHAT_MARKS = ("<|im_start|>", "<|im_end|>")
-SYSTEM_PROMPT = "Answer briefly."  # SmolLM2's default system prompt is 35 tokens; this one is 4
+SYSTEM_PROMPT = "Answer briefly."  # SmolLM2's default system prompt is 35 tokens; this one is 3
 
 # ChatML, as SmolLM2's own template but with no default system prompt (we always pass ours)
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "

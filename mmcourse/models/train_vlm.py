@@ -201,6 +201,8 @@ def train(args) -> dict:
                 Path(args.loss_record).write_text(json.dumps(record))
             if rank == 0 and args.out and args.save_every and (step + 1) % args.save_every == 0:
                 _save(model, args.out, record)
+        if stage == 1 and rank == 0 and args.out:  # the aligned model, before instruction tuning (captions)
+            _save(model, Path(args.out).with_suffix(".stage1.safetensors"), record)
     model.eval()
     if rank == 0 and args.out:
         _save(model, args.out, record)
