@@ -324,3 +324,12 @@ def test_the_shipped_weights_match_their_pin_and_load():
 
     capstone = load_capstone("packaged")
     assert capstone.vlm.cfg.lora_rank > 0 and capstone.ask(None, "What is 2 + 3?", max_new_tokens=8)
+
+
+def test_image_attention_is_one_weight_per_image_token_and_a_part_of_the_whole(tiny):
+    batch = tiny.collate([tiny.example("<image>\nwhere is the red shape?")] * 2, images=torch.randn(2, 3, 64, 64),
+                         left_pad=True)
+    weights = tiny.image_attention(batch)
+    assert weights.shape == (2, tiny.cfg.image_tokens)
+    assert bool((weights > 0).all()) and bool((weights.sum(-1) < 1).all())
+    assert tiny.llm.config._attn_implementation == "sdpa"  # restored

@@ -203,6 +203,22 @@ class VisionLanguageModel(nn.Module):
         batch = self.collate(examples, images=images, audio=list(audio), left_pad=True)
         return [self.tokenizer.decode(r, skip_special_tokens=True).strip() for r in self.generate(batch, max_new_tokens)]
 
+    @torch.no_grad()
+    def image_attention(self, batch: dict, layers: slice = slice(None)) -> torch.Tensor:
+        """Where the LLM looks: the attention (averaged over heads and `layers`) from each row's last position
+        (where the answer's first token is predicted) to its image positions → (B, n image tokens). With the
+        default 4 × 4 pixel shuffle the 4 numbers are the scene's quadrants (reshape to 2 × 2 to draw them)."""
+        base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+        previous = base.config._attn_implementation
+        base.set_attn_implementation("eager")  # sdpa does not return its weights
+        try:
+            attentions = self(batch, output_attentions=True).attentions  # layers × (B, heads, L, L)
+        finally:
+            base.set_attn_implementation(previous)
+        last = torch.stack(attentions[layers]).mean(dim=(0, 2))[:, -1]  # (B, L): from the last position
+        where = batch["input_ids"] == self.media["image"]
+        return torch.stack([row[mask] for row, mask in zip(last, where)])
+
     # ------------------------------------------------------------ the trained parts: save and load
 
     def trained_state(self) -> dict[str, torch.Tensor]:
