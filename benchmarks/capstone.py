@@ -1,0 +1,200 @@
+"""The capstone model measured: one table of what it must show (issue 12), every figure computed here.
+
+    python -m benchmarks.capstone [--tier packaged] [--weights FILE] [--n 48] [--threads 2] [--json out.json]
+
+On held-out scenes (a dataset seed training never used) and unseen spoken variants (pauses, loudness):
+  - answer accuracy (normalised exact match): "where is the X shape" and "is there a X shape", typed and spoken
+  - caption exact match ("Describe the image.")
+  - blind tests: the same questions with the image replaced by noise, or the spoken question by silence, against
+    chance (1/4 for where, 1/2 for yes/no)
+  - POPE, "Is there a {colour} {shape} in the image?", half yes, half no with random / popular / adversarial
+    negatives: accuracy, F1, yes-ratio per split
+  - the LLM's language: fixed text-only prompts, greedy, with LoRA switched off (must equal the untouched
+    SmolLM2 token for token) and on (how many change)
+  - speed: the package's greedy loop with the KV cache (VisionLanguageModel.generate) against transformers'
+    generate() on the same prompts: identical tokens?, tokens/s each
+  - training: seconds per step of each stage and the losses, from the weights' record (weights/capstone.json)
+  - peak memory of this process (max RSS)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.common import machine, table
+from mmcourse import data
+from mmcourse.metrics import normalised_match, pope_scores
+from mmcourse.models.capstone import WEIGHTS, load_capstone
+from mmcourse.models.train_vlm import DESCRIBE, POPE_NEGATIVES, Hearing, pope_question
+
+HELD_OUT_SEED = 10_000  # training draws scenes from seed 0
+UNSEEN_VARIANTS = range(100, 103)  # training hears variants 0, 1, 2 of each spoken question
+TEXT_PROMPTS = ("What is the capital of France? Answer in one word.", "Name a primary colour.",
+                "How many sides does a triangle have?", "Write one word that rhymes with cat.",
+                "What is 2 + 3?", "Say hello in French.")
+
+
+def answers(capstone, images, questions, audio=(), batch=16, max_new_tokens=8) -> list[str]:
+    out = []
+    for i in range(0, len(questions), batch):
+        imgs = None if images is None else images[i:i + batch]
+        clips = list(audio[i:i + batch]) if len(audio) else []
+        out += capstone.vlm.answer(imgs, questions[i:i + batch], audio=clips, max_new_tokens=max_new_tokens)
+    return out
+
+
+def accuracy(said, truth) -> float:
+    return 100.0 * sum(normalised_match(s, t) for s, t in zip(said, truth)) / len(truth)
+
+
+def evaluate(capstone, tier: str, n: int, seed: int = 0) -> list[dict]:
+    from mmcourse.encoding.vision import preprocess_images
+
+    scenes = data.MultimodalScenes(n, seed=HELD_OUT_SEED, n_objects=(1, 2), audio=False)
+    hearing = Hearing(tier, seed, data.speech_backend("auto"))
+    hearing.encoder, hearing.features = capstone.encoder, capstone.features
+    rng = np.random.default_rng(seed)
+    items = [scenes[i] for i in range(n)]
+    pixels = preprocess_images([it["image"] for it in items], size=capstone.vlm.cfg.image_size)
+    noise = torch.rand_like(pixels) * 2 - 1
+    rows = []
+    for kind, text_key, truth_of, chance in (
+            ("where", "question", lambda it: data.QUADRANTS[it["answer"]], 25.0),
+            ("is there", "presence_question", lambda it: "yes" if it["presence_answer"] else "no", 50.0)):
+        texts = [it[text_key] for it in items]
+        truth = [truth_of(it) for it in items]
+        typed = [t + "?" for t in texts]
+        clips = [hearing.states(t, int(rng.choice(UNSEEN_VARIANTS))) for t in texts]
+        silence = [torch.as_tensor(capstone.hear(np.zeros(len(c) * 320, dtype=np.float32))) for c in clips]
+        rows += [
+            {"measure": f"{kind}: typed", "value": accuracy(answers(capstone, pixels, typed), truth), "chance": chance},
+            {"measure": f"{kind}: spoken", "value": accuracy(answers(capstone, pixels, [""] * n, clips), truth),
+             "chance": chance},
+            {"measure": f"{kind}: typed, image = noise", "value": accuracy(answers(capstone, noise, typed), truth),
+             "chance": chance},
+            {"measure": f"{kind}: spoken, audio = silence",
+             "value": accuracy(answers(capstone, pixels, [""] * n, silence), truth), "chance": chance},
+        ]
+    captions = answers(capstone, pixels, [DESCRIBE] * n, max_new_tokens=30)
+    rows.append({"measure": "caption exact match (shipped model)",
+                 "value": accuracy(captions, [it["caption"] for it in items]), "chance": 0.0, "example": captions[0]})
+    for negative in POPE_NEGATIVES:
+        questions, truth = [], []
+        for i, it in enumerate(items):
+            prng = np.random.default_rng([seed, i, POPE_NEGATIVES.index(negative)])
+            # even items ask about a present object, odd ones about an absent one: half yes, half no
+            q, t = pope_question(scenes.scene(i), prng, "yes" if i % 2 == 0 else negative)
+            questions.append(q)
+            truth.append(t)
+        scores = pope_scores(answers(capstone, pixels, questions), truth)
+        rows.append({"measure": f"POPE {negative}: accuracy / F1 / yes-ratio",
+                     "value": f"{100 * scores['accuracy']:.1f} / {scores['f1']:.2f} / {scores['yes_ratio']:.2f}",
+                     "chance": "50.0 / - / 0.50"})
+    return rows, pixels
+
+
+def language_and_speed(capstone, pixels) -> list[dict]:
+    vlm, tok = capstone.vlm, capstone.vlm.tokenizer
+    rows = []
+    prompts = [vlm.example(p, n_images=0) for p in TEXT_PROMPTS]
+    untouched = []
+    base = vlm.llm.get_base_model() if hasattr(vlm.llm, "get_base_model") else vlm.llm
+    with capstone.plain_llm(), torch.no_grad():
+        for p in prompts:
+            ids = torch.tensor([p["input_ids"]])
+            out = base.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False,
+                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
+            untouched.append(out[:out.index(tok.eos_token_id)] if tok.eos_token_id in out else out)
+        frozen = [vlm.generate(vlm.collate([p], left_pad=True), 16)[0] for p in prompts]
+    lora = [vlm.generate(vlm.collate([p], left_pad=True), 16)[0] for p in prompts]
+    rows.append({"measure": "text-only prompts identical, LoRA off (frozen LLM)",
+                 "value": f"{sum(a == b for a, b in zip(frozen, untouched))} / {len(prompts)}"})
+    rows.append({"measure": "text-only prompts changed by LoRA", "value": f"{sum(a != b for a, b in zip(lora, untouched))} / "
+                                                                          f"{len(prompts)}",
+                 "example": f"{TEXT_PROMPTS[0]} → {tok.decode(lora[0])!r} (untouched: {tok.decode(untouched[0])!r})"})
+    # speed: the same (up to) 8 multimodal prompts, 16 new tokens, no early stop
+    k = min(8, len(pixels))
+    batch = vlm.collate([vlm.example(f"<image>\n{DESCRIBE}") for _ in range(k)], images=pixels[:k], left_pad=True)
+    timings = {}
+    for turn in range(2):  # the two take turns; the second round counts (warm)
+        start = time.perf_counter()
+        ours = _no_stop_greedy(vlm, batch, 16)
+        timings["own"] = time.perf_counter() - start
+        start = time.perf_counter()
+        with torch.no_grad():
+            theirs = vlm.llm.generate(inputs_embeds=vlm.embed(batch), attention_mask=batch["attention_mask"],
+                                      max_new_tokens=16, min_new_tokens=16, do_sample=False,
+                                      pad_token_id=tok.pad_token_id)
+        timings["generate"] = time.perf_counter() - start
+    n_tokens = k * 16
+    rows.append({"measure": "greedy: own KV-cache loop = generate() tokens", "value": str(ours.tolist() == theirs.tolist())})
+    rows.append({"measure": "greedy tokens/s: own loop / generate()",
+                 "value": f"{n_tokens / timings['own']:.1f} / {n_tokens / timings['generate']:.1f}"})
+    return rows
+
+
+def _no_stop_greedy(vlm, batch, n):
+    from mmcourse.decoding.generate import greedy_decode
+    from mmcourse.models.vlm import embeds_step
+
+    with torch.no_grad():
+        ids = greedy_decode(embeds_step(vlm, batch), batch["input_ids"], n, eos_id=None)
+    return ids[:, batch["input_ids"].shape[1]:]
+
+
+def training_rows(weights: Path) -> list[dict]:
+    record_path = Path(weights).with_suffix(".json")
+    if not record_path.is_file():
+        return []
+    record = json.loads(record_path.read_text())
+    rows = []
+    for stage in ("1", "2"):
+        secs, losses = record["step_seconds"].get(stage, []), record["loss"].get(stage, [])
+        if secs:
+            rows.append({"measure": f"training stage {stage}: steps, median s/step, loss first → last",
+                         "value": f"{len(secs)}, {float(np.median(secs)):.1f}, {losses[0]:.2f} → {losses[-1]:.2f}"})
+    return rows
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.capstone", description=__doc__.split("\n")[0])
+    parser.add_argument("--tier", default="packaged", choices=("tiny", "packaged", "hub"))
+    parser.add_argument("--weights", default=None, help=f"default: the shipped {WEIGHTS.name}")
+    parser.add_argument("--stage1-weights", default=None, help="weights after stage 1: caption exact match there too")
+    parser.add_argument("--n", type=int, default=48, help="held-out scenes per measure")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", default="", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    capstone = load_capstone(args.tier, weights=args.weights)
+    load_s = time.perf_counter() - start
+    rows = [{"measure": "load the capstone model (s)", "value": load_s}]
+    more, pixels = evaluate(capstone, args.tier, args.n)
+    if args.stage1_weights:
+        aligned = load_capstone(args.tier, weights=args.stage1_weights)
+        scenes = data.MultimodalScenes(args.n, seed=HELD_OUT_SEED, n_objects=(1, 2), audio=False)
+        said = answers(aligned, pixels, [DESCRIBE] * args.n, max_new_tokens=30)
+        more.append({"measure": "caption exact match after stage 1",
+                     "value": accuracy(said, [scenes.scene(i).caption for i in range(args.n)]), "chance": 0.0,
+                     "example": f"{said[0]!r} (truth: {scenes.scene(0).caption!r})"})
+        del aligned
+    rows += more + language_and_speed(capstone, pixels) + training_rows(Path(args.weights or WEIGHTS))
+    rows.append({"measure": "peak memory of this process (MiB)",
+                 "value": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    print(f"capstone benchmark · tier {args.tier} · {args.n} held-out scenes per measure · {machine()} · "
+          f"{time.perf_counter() - start:.0f} s")
+    print(table(rows, ["measure", "value", "chance", "example"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

