@@ -145,7 +145,9 @@ def _no_stop_greedy(vlm, batch, n):
     from mmcourse.models.vlm import embeds_step
 
     with torch.no_grad():
-        ids = greedy_decode(embeds_step(vlm, batch), batch["input_ids"], n, eos_id=None)
+        # generate(min_new_tokens=n) forbids the end mark for n tokens: so must we, to compare like with like
+        ids = greedy_decode(embeds_step(vlm, batch), batch["input_ids"], n, eos_id=None,
+                            suppress_tokens=[vlm.tokenizer.eos_token_id])
     return ids[:, batch["input_ids"].shape[1]:]
 
 
