@@ -63,6 +63,8 @@ def _check_block(where: str, lines: list[str], begin: int, marker: str) -> list[
         if lines[k].startswith(marker):
             end = _block_end(lines, k)
             english, chinese = "\n".join(lines[begin:k]), "\n".join(lines[k:end])
+            if not any(line.strip() for line in lines[begin + 1:k]):
+                return [f"{where}: the {marker} block comes before the English text it translates"]
             if not CJK.search(chinese):
                 return [f"{where}: the {marker} block has no Chinese"]
             return _check_numbers(where, english, chinese)
@@ -145,6 +147,9 @@ def test_the_checker_accepts_the_convention():
      "no **练习（中文）：** block"),
     ((GOOD_FIRST, GOOD_EXERCISE.replace("（2 分）", "（3 分）"), GOOD_RECAP), "numbers the English does not: ['3']"),
     ((GOOD_FIRST, GOOD_EXERCISE, GOOD_RECAP.replace("\n\n**中文**\n- 197 个 token。", "")), "recap: no **中文** block"),
+    ((GOOD_FIRST.replace("**Learning objectives**\n- Count 197 tokens.\n\n**中文**\n- 数出 197 个 token。",
+                         "**Learning objectives**\n\n**中文**\n- 数出 197 个 token。\n\n- Count 197 tokens."),
+      GOOD_EXERCISE, GOOD_RECAP), "learning objectives: the **中文** block comes before the English"),
     ((GOOD_FIRST, GOOD_EXERCISE), "expected one '## Recap' section, found 0"),
 ])
 def test_the_checker_names_what_is_missing(broken, expected):
