@@ -15,6 +15,9 @@ STAMP  := $(VENV)/.installed
 TESTENV := PATH="$(CURDIR)/$(BIN):$$PATH" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1 \
            MMCOURSE_REQUIRE_EXTRAS=1 OMP_NUM_THREADS=1 MPLBACKEND=Agg
 JOBS   ?= 2
+# The course's JupyterLab settings for an offline classroom (.jupyter/lab/settings/overrides.json: no news
+# fetching, no update check, the language selectable in Settings → Language); tests/test_lab_settings.py reads this line.
+LAB_FLAGS := --LabApp.app_settings_dir="$(CURDIR)/.jupyter/lab/settings" --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate
 
 .PHONY: install install-llm lab test course benchmark doctor clean site
 
@@ -33,7 +36,7 @@ install-llm:
 	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements/llm.txt
 
 lab: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab --ServerApp.root_dir=course $(if $(filter 0,$(shell id -u)),--allow-root)
+	HF_HUB_OFFLINE=1 $(BIN)/jupyter lab --ServerApp.root_dir=course $(LAB_FLAGS) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP)
 	$(TESTENV) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile -q

