@@ -50,14 +50,19 @@ def submission(square: str = "return x * x", cube: str = "return x ** 3") -> nbf
     return nb
 
 
-@pytest.fixture
-def course(tmp_path):
-    root = tmp_path / "class"
+def demo_course(root):
+    """A course folder at `root` with the repository's nbgrader_config.py and the demo's source (not generated)."""
     root.mkdir()
     (root / "nbgrader_config.py").write_text((classroom.repo_root() / "nbgrader_config.py").read_text())
     path = classroom.notebook_path(root, "solutions", NAME)
     path.parent.mkdir(parents=True)
     nbformat.write(demo_source(), path)
+    return root
+
+
+@pytest.fixture
+def course(tmp_path):
+    root = demo_course(tmp_path / "class")
     assert classroom.open_course(root).generate_assignment(NAME)["success"]
     return root
 

@@ -26,7 +26,7 @@ import nbformat
 import pytest
 
 from mmcourse import classroom
-from tests.test_autograde import NAME, demo_source, read_csv, submission
+from tests.test_autograde import NAME, demo_course, read_csv, submission
 
 PASSWORD = "s3cret-gradebook-pw"
 
@@ -92,12 +92,7 @@ SPY = ("import os, glob\n"
 
 def test_a_class_graded_into_postgresql_loses_nothing_and_leaks_no_credentials(server, tmp_path, monkeypatch):
     monkeypatch.setenv("GRADEBOOK_URL", server)
-    root = tmp_path / "class"
-    root.mkdir()
-    (root / "nbgrader_config.py").write_text((classroom.repo_root() / "nbgrader_config.py").read_text())
-    path = classroom.notebook_path(root, "solutions", NAME)
-    path.parent.mkdir(parents=True)
-    nbformat.write(demo_source(), path)
+    root = demo_course(tmp_path / "class")
     api = classroom.open_course(root)
     assert api.coursedir.db_url == server, "nbgrader_config.py takes the gradebook's URL from GRADEBOOK_URL"
     assert api.generate_assignment(NAME)["success"]
