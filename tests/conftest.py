@@ -1,5 +1,7 @@
 """Shared test settings: offline, single-threaded, deterministic."""
 
+from pathlib import Path
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -87,3 +89,19 @@ def require_cjk_font() -> list[str]:
             pytest.fail(message + "; MMCOURSE_REQUIRE_BROWSER=1 requires it")
         pytest.skip(message)
     return fonts
+
+
+def wait_for_jupyter(server, url: str, token: str, log_path, tries: int = 240) -> None:
+    """Wait until the Jupyter server `server` (a Popen) answers at `url`; raise with its log if it exits or never does."""
+    import time
+    import urllib.request
+
+    for _ in range(tries):
+        try:
+            urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+            return
+        except OSError:
+            if server.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited:\n{Path(log_path).read_text()[-3000:]}")
+            time.sleep(0.5)
+    raise RuntimeError(f"jupyter lab did not start:\n{Path(log_path).read_text()[-3000:]}")

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from mmcourse import classroom
-from tests.conftest import require_browser
+from tests.conftest import wait_for_jupyter, require_browser
 
 NAME = "99_demo"
 
@@ -74,16 +74,7 @@ def lab(tmp_path_factory):
     server = subprocess.Popen(command, cwd=student, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None:
-                    raise RuntimeError(f"jupyter lab exited:\n{(base / 'jupyter.log').read_text()[-3000:]}")
-                time.sleep(0.5)
-        else:
-            raise RuntimeError(f"jupyter lab did not start:\n{(base / 'jupyter.log').read_text()[-3000:]}")
+        wait_for_jupyter(server, url, token, base / "jupyter.log", tries=120)
         yield {"url": url, "token": token, "student": student, "chromium": chromium, "chromedriver": chromedriver,
                "log": base / "jupyter.log", "profile": base / "chromium-profile"}
     finally:

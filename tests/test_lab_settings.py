@@ -17,6 +17,8 @@ import socket
 import subprocess
 import sys
 import time
+
+from tests.conftest import wait_for_jupyter
 import urllib.request
 from pathlib import Path
 
@@ -55,16 +57,7 @@ def start_lab(root: Path, home: Path, flags: list[str]):
     with open(log_path, "w") as log:
         server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            for _ in range(240):
-                try:
-                    urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
-                    break
-                except OSError:
-                    if server.poll() is not None:
-                        raise RuntimeError(f"jupyter lab exited:\n{log_path.read_text()[-3000:]}")
-                    time.sleep(0.5)
-            else:
-                raise RuntimeError(f"jupyter lab did not start:\n{log_path.read_text()[-3000:]}")
+            wait_for_jupyter(server, url, token, log_path)
             yield url, token
         finally:
             server.terminate()
