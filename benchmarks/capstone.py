@@ -157,6 +157,11 @@ def training_rows(weights: Path) -> list[dict]:
         return []
     record = json.loads(record_path.read_text())
     rows = []
+    if record["loss"].get("0"):
+        tower = record["loss"]["0"]
+        rows.append({"measure": "training stage 0 (the tower alone): steps, seconds, loss first → last",
+                     "value": f"{len(tower)}, {record.get('stage0_seconds', float('nan')):.0f}, "
+                              f"{tower[0]:.2f} → {tower[-1]:.2f}"})
     for stage in ("1", "2"):
         secs, losses = record["step_seconds"].get(stage, []), record["loss"].get(stage, [])
         if secs:

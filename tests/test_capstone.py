@@ -82,6 +82,43 @@ def test_each_placeholder_becomes_exactly_n_positions_and_only_the_answer_has_la
     assert labels[-len(answer):] == ids[-len(answer):] and all(t == IGNORE for t in labels[:-len(answer)])
 
 
+def test_the_layout_names_each_image_token_s_place_before_it(tiny):
+    from mmcourse.models.vlm import image_layout, tile_names
+
+    assert image_layout(tiny.cfg) == "top left: <image> top right: <image> bottom left: <image> bottom right: <image>"
+    assert tile_names(3)[:2] == ["row 1 col 1", "row 1 col 2"] and len(tile_names(3)) == 9
+    ids = tiny.example("<image>\nwhere is the red shape?", "top left")["input_ids"]
+    first = ids.index(tiny.media["image"])
+    before = tiny.tokenizer.decode(ids[first - 3:first])
+    assert before.replace(" ", "").startswith("topleft")
+    image = [i for i, t in enumerate(ids) if t == tiny.media["image"]]
+    assert len(image) == 4 and image[1] - image[0] > 1  # words between the image tokens
+    plain = VisionLanguageModel(tiny.llm, tiny.tokenizer, VLMConfig(audio_width=64, tile_tags=False))
+    ids = plain.example("<image>\nwhere is the red shape?", "top left")["input_ids"]
+    image = [i for i, t in enumerate(ids) if t == plain.media["image"]]
+    assert image == list(range(image[0], image[0] + 4))  # LLaVA's plain expansion: one run of 4
+
+
+def test_stage_0_targets_say_what_lies_under_each_image_token():
+    from mmcourse import data
+    from mmcourse.models.train_vlm import tile_targets
+
+    scenes = data.MultimodalScenes(4, seed=0, n_objects=(1, 2), audio=False)
+    for grid in (2, 4):
+        targets = tile_targets(scenes, range(4), grid)
+        assert targets.shape == (4, grid * grid, 3)
+        for i in range(4):
+            objects = {o.quadrant: o for o in scenes.scene(i).objects}
+            for t in range(grid * grid):
+                row, col = divmod(t, grid)
+                o = objects.get((2 * row // grid) * 2 + 2 * col // grid)
+                want = [0, 0, 0] if o is None else [1 + list(data.COLORS).index(o.color),
+                                                     1 + data.SHAPES.index(o.shape), 1 + data.SIZES.index(o.size)]
+                assert targets[i, t].tolist() == want
+        assert (targets[..., 0] > 0).sum(dim=1).tolist() == [len(scenes.scene(i).objects) * grid * grid // 4
+                                                             for i in range(4)]
+
+
 def test_the_example_is_the_chat_templated_conversation(tiny):
     tok = tiny.tokenizer
     e = tiny.example("where is the red shape?", "top left", n_images=0)
@@ -202,7 +239,8 @@ def test_with_the_llm_frozen_text_only_answers_are_the_untouched_models(tiny):
 def _train(tmp_path, name, nproc=1, extra=()):
     log = tmp_path / f"{name}.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    args = ["-m", "mmcourse.models.train_vlm", "--tier", "tiny", "--speech", "tones", "--stage1-steps", "3",
+    args = ["-m", "mmcourse.models.train_vlm", "--tier", "tiny", "--speech", "tones", "--stage0-steps", "3",
+            "--stage0-batch", "4", "--stage1-steps", "3",
             "--stage2-steps", "3", "--batch", "4", "--quiet", "--loss-record", str(log), *extra]
     cmd = [sys.executable, *args] if nproc == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
@@ -215,7 +253,7 @@ def test_two_gloo_processes_with_half_the_batch_each_follow_the_one_process_loss
     one = _train(tmp_path, "one")
     two = _train(tmp_path, "two", nproc=2)
     assert two["world_size"] == 2 and one["world_size"] == 1
-    for stage in ("1", "2"):
+    for stage in ("0", "1", "2"):  # stage 0 (the tower alone) runs the same in every process
         assert len(one["loss"][stage]) == 3
         np.testing.assert_allclose(two["loss"][stage], one["loss"][stage], rtol=1e-4, atol=1e-5)
     assert one["loss"]["2"][-1] != one["loss"]["2"][0]  # it trains
@@ -224,14 +262,15 @@ def test_two_gloo_processes_with_half_the_batch_each_follow_the_one_process_loss
 def test_training_is_deterministic_from_its_seed_and_each_stage_trains_its_parts():
     from mmcourse.models.train_vlm import build, parser, set_stage, train
 
-    args = parser().parse_args(["--tier", "tiny", "--speech", "tones", "--stage1-steps", "2", "--stage2-steps", "2",
-                                "--batch", "2", "--quiet"])
+    args = parser().parse_args(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4",
+                                "--stage1-steps", "2", "--stage2-steps", "2", "--batch", "2", "--quiet"])
     first, second = train(args), train(args)
     assert first["loss"] == second["loss"]
     model = build("tiny", 0, lora_rank=4)
     stage1 = {n for n, p in model.named_parameters() if p in set(set_stage(model, 1, freeze_llm=False))}
-    assert stage1 and not any(n.startswith("llm.") for n in stage1)
+    assert stage1 == {n for n, _ in model.named_parameters() if n.split(".")[0] in ("image_projector", "audio_projector")}
     stage2 = {n for n, p in model.named_parameters() if p in set(set_stage(model, 2, freeze_llm=False))}
+    assert not any(n.startswith("vision.") for n in stage2)  # frozen since stage 0
     assert {n for n in stage2 if n.startswith("llm.")} and all("lora_" in n for n in stage2 if n.startswith("llm."))
     frozen = {n for n, p in model.named_parameters() if p in set(set_stage(model, 2, freeze_llm=True))}
     assert not any(n.startswith("llm.") for n in frozen)
@@ -333,3 +372,22 @@ def test_image_attention_is_one_weight_per_image_token_and_a_part_of_the_whole(t
     assert weights.shape == (2, tiny.cfg.image_tokens)
     assert bool((weights > 0).all()) and bool((weights.sum(-1) < 1).all())
     assert tiny.llm.config._attn_implementation == "sdpa"  # restored
+
+
+def test_the_reproduction_benchmark_retrains_a_run_to_the_bit(tmp_path, capsys):
+    from benchmarks import capstone_reproduce
+    from mmcourse.models.train_vlm import main as train_main
+
+    out = tmp_path / "run.safetensors"
+    train_main(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4",
+                "--stage1-steps", "2", "--stage2-steps", "2", "--batch", "2", "--quiet", "--out", str(out)])
+    capstone_reproduce.main(["--weights", str(out), "--full"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("stage") or "trained tensors" in line]
+    assert len(rows) == 4 and all(line.split()[-1] == "True" for line in rows), lines
+    record = json.loads(out.with_suffix(".json").read_text())
+    record["loss"]["1"][0] += 1e-3  # a record the script did not write is caught
+    out.with_suffix(".json").write_text(json.dumps(record))
+    capstone_reproduce.main(["--weights", str(out), "--steps", "1"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("stage 1 loss"))
+    assert row.split()[-1] == "False" and float(row.split()[-2]) > 5e-4

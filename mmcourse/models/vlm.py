@@ -1,9 +1,14 @@
 """A language model that sees and hears, LLaVA's way: projected encoder states take the places of placeholders.
 
     prompt  "<|im_start|>user\\n<image>\\nwhere is the red shape?<|im_end|>\\n<|im_start|>assistant\\n"
+    layout  "top left: <image> top right: <image> bottom left: <image> bottom right: <image>\\nwhere is …"
     ids     … <image> ×4 …                       each placeholder expanded to as many positions as its encoder yields
     embeds  … image tokens (4, 576) …            the LLM's word embeddings, placeholder positions overwritten
     labels  -100 … -100  "top left<|im_end|>"    loss on the assistant's answer only
+
+The layout step names each image token's place in words, as SmolVLM/Idefics3 write `<row_1_col_1>` before each
+tile of a split image: the LLM then finds "the red one" among the image tokens and copies the words in front of
+it, something a pretrained LLM already does with text, instead of having to learn what the k-th position means.
 
     image (B, 3, 64, 64) → ViT (B, 1 + 64, 64) → drop [CLS], pixel_shuffle(4) (B, 4, 1024) → Projector → (B, 4, d)
     audio (T,) 16 kHz    → Whisper encoder (1500, 384) → the ⌈T / 320⌉ states that cover the clip
@@ -29,7 +34,7 @@ import torch.nn.functional as F
 
 from mmcourse.fusion.compress import downsample_frames, downsampled_length, pixel_shuffle
 from mmcourse.fusion.projector import Projector
-from mmcourse.models.llm import SYSTEM_PROMPT, media_token_ids
+from mmcourse.models.llm import AUDIO_TOKEN, IMAGE_TOKEN, SYSTEM_PROMPT, media_token_ids
 
 IGNORE = -100  # the label cross_entropy skips: every position that is not the assistant's answer
 HOP = 320  # Whisper: 160 samples per mel frame, 2 frames per encoder state → one state per 20 ms at 16 kHz
@@ -47,10 +52,33 @@ class VLMConfig:
     audio_stride: int = 16  # 16 neighbouring Whisper states (320 ms, about a word) → one LLM position
     audio_mode: str = "stack"
     lora_rank: int = 0  # 0: no LoRA (the LLM stays exactly as loaded)
+    tile_tags: bool = True  # write each image token's place in words before it ("top left: <image> …")
+
+    @property
+    def grid(self) -> int:
+        """Image tokens per side after pixel shuffle (64 px / 8 px patches / shuffle 4 → 2)."""
+        return self.image_size // self.patch_size // self.shuffle
 
     @property
     def image_tokens(self) -> int:
-        return (self.image_size // self.patch_size // self.shuffle) ** 2
+        return self.grid ** 2
+
+
+def tile_names(grid: int) -> list[str]:
+    """The words for each image token's place, row-major: the quadrants on a 2 × 2 grid, else "row r col c"."""
+    from mmcourse.data import QUADRANTS
+
+    if grid == 2:
+        return list(QUADRANTS)
+    return [f"row {r + 1} col {c + 1}" for r in range(grid) for c in range(grid)]
+
+
+def image_layout(cfg: VLMConfig) -> str:
+    """What one `<image>` in a user message becomes before tokenising: one `<image>` per image token, each after
+    its place (cfg.tile_tags), or the single `<image>` that expand_placeholders widens to cfg.image_tokens."""
+    if not cfg.tile_tags:
+        return IMAGE_TOKEN
+    return " ".join(f"{name}: {IMAGE_TOKEN}" for name in tile_names(cfg.grid))
 
 
 class VisionLanguageModel(nn.Module):
@@ -83,11 +111,16 @@ class VisionLanguageModel(nn.Module):
 
     # ------------------------------------------------------------ encoders → LLM width
 
-    def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """pixel_values (B, 3, S, S) float, normalised → (B, N, d): N = (S / P / shuffle)² tokens per image."""
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values (B, 3, S, S) float, normalised → the tower's patches, pixel-shuffled: (B, N, D · shuffle²),
+        N = (S / P / shuffle)² in row-major order (on the default 2 × 2 grid: top left, top right, bottom …)."""
         _check_pixels(pixel_values, self.cfg.image_size)
         patches = self.vision(pixel_values).last_hidden_state[:, 1:]  # (B, (S / P)², D) without [CLS]
-        return self.image_projector(pixel_shuffle(patches, self.cfg.shuffle))
+        return pixel_shuffle(patches, self.cfg.shuffle)
+
+    def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """pixel_values (B, 3, S, S) float, normalised → (B, N, d): N = (S / P / shuffle)² tokens per image."""
+        return self.image_projector(self.image_features(pixel_values))
 
     def audio_tokens(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
         """Whisper states of each clip, (n_i, D_audio) → (⌈n_i / stride⌉, d) each."""
@@ -107,13 +140,15 @@ class VisionLanguageModel(nn.Module):
         states of each clip, in order (each `<audio>` becomes ⌈n / stride⌉ positions). n_images: how many images
         come with it (default: as many as there are `<image>`s). answer None: a prompt for generation (no labels)."""
         tok = self.tokenizer
-        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        n_image_marks = user.count(IMAGE_TOKEN)
+        _check_placeholders(n_image_marks, n_image_marks if n_images is None else n_images, "image", IMAGE_TOKEN)
+        _check_placeholders(user.count(AUDIO_TOKEN), len(n_audio), "audio clip", AUDIO_TOKEN)
+        messages = [{"role": "system", "content": system},
+                    {"role": "user", "content": user.replace(IMAGE_TOKEN, image_layout(self.cfg))}]
         prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        n_image_marks = ids.count(self.media["image"])
-        _check_placeholders(n_image_marks, n_image_marks if n_images is None else n_images, "image", "<image>")
-        _check_placeholders(ids.count(self.media["audio"]), len(n_audio), "audio clip", "<audio>")
-        counts = {self.media["image"]: [self.cfg.image_tokens] * n_image_marks,
+        per_mark = 1 if self.cfg.tile_tags else self.cfg.image_tokens  # positions each <image> id becomes
+        counts = {self.media["image"]: [per_mark] * ids.count(self.media["image"]),
                   self.media["audio"]: [self.audio_token_count(n) for n in n_audio]}
         ids = expand_placeholders(ids, counts)
         labels = [IGNORE] * len(ids)

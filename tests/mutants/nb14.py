@@ -138,37 +138,41 @@ MUTANTS = {
         wrong=[
             wrong("LoRA trained in stage 1 too",
                   "def set_stage(model, stage):\n    for name, p in model.named_parameters():\n"
-                  "        p.requires_grad_(name.split('.')[0] in ('vision', 'image_projector', 'audio_projector') or 'lora_' in name)\n"
+                  "        p.requires_grad_(name.split('.')[0] in ('image_projector', 'audio_projector') or 'lora_' in name)\n"
                   "    return sum(p.numel() for p in model.parameters() if p.requires_grad)", names=r"stage 1 trains parameters of the LLM"),
             wrong("the whole LLM unfrozen in stage 2",
                   "def set_stage(model, stage):\n    for name, p in model.named_parameters():\n"
-                  "        p.requires_grad_(name.split('.')[0] in ('vision', 'image_projector', 'audio_projector') or stage == 2)\n"
+                  "        p.requires_grad_(name.split('.')[0] in ('image_projector', 'audio_projector') or stage == 2)\n"
                   "    return sum(p.numel() for p in model.parameters() if p.requires_grad)", names=r"own weights"),
             wrong("the count of tensors, not of numbers",
                   "def set_stage(model, stage):\n    for name, p in model.named_parameters():\n"
-                  "        p.requires_grad_(name.split('.')[0] in ('vision', 'image_projector', 'audio_projector') or (stage == 2 and 'lora_' in name))\n"
+                  "        p.requires_grad_(name.split('.')[0] in ('image_projector', 'audio_projector') or (stage == 2 and 'lora_' in name))\n"
                   "    return sum(1 for p in model.parameters() if p.requires_grad)", names=r"extra parameters"),
             wrong("the count as a tensor",
                   "def set_stage(model, stage):\n    for name, p in model.named_parameters():\n"
-                  "        p.requires_grad_(name.split('.')[0] in ('vision', 'image_projector', 'audio_projector') or (stage == 2 and 'lora_' in name))\n"
+                  "        p.requires_grad_(name.split('.')[0] in ('image_projector', 'audio_projector') or (stage == 2 and 'lora_' in name))\n"
                   "    return torch.tensor([p.numel() for p in model.parameters() if p.requires_grad]).sum()", names=r"int"),
+            wrong("the vision tower trained again (stage 0 trained it; it stays frozen)",
+                  "def set_stage(model, stage):\n    for name, p in model.named_parameters():\n"
+                  "        p.requires_grad_(name.split('.')[0] in ('vision', 'image_projector', 'audio_projector') or (stage == 2 and 'lora_' in name))\n"
+                  "    return sum(p.numel() for p in model.parameters() if p.requires_grad)", names=r"vision tower"),
             subtle("the audio projector forgotten",
                    "def set_stage(model, stage):\n    for name, p in model.named_parameters():\n"
-                   "        p.requires_grad_(name.split('.')[0] in ('vision', 'image_projector') or (stage == 2 and 'lora_' in name))\n"
+                   "        p.requires_grad_(name.split('.')[0] in ('image_projector',) or (stage == 2 and 'lora_' in name))\n"
                    "    return sum(p.numel() for p in model.parameters() if p.requires_grad)"),
             subtle("only sets the parts it trains (LoRA left on after stage 2)",
-                   "def set_stage(model, stage):\n    for part in (model.vision, model.image_projector, model.audio_projector):\n"
+                   "def set_stage(model, stage):\n    for part in (model.image_projector, model.audio_projector):\n"
                    "        part.requires_grad_(True)\n    for name, p in model.llm.named_parameters():\n"
                    "        if stage == 2 and 'lora_' in name:\n            p.requires_grad_(True)\n        elif 'lora_' not in name:\n"
                    "            p.requires_grad_(False)\n    return sum(p.numel() for p in model.parameters() if p.requires_grad)"),
         ],
         right=[
             right("module by module", "def set_stage(model, stage):\n    model.requires_grad_(False)\n"
-                  "    for part in (model.vision, model.image_projector, model.audio_projector):\n        part.requires_grad_(True)\n"
+                  "    for part in (model.image_projector, model.audio_projector):\n        part.requires_grad_(True)\n"
                   "    if stage == 2:\n        for name, p in model.llm.named_parameters():\n            if 'lora_' in name:\n"
                   "                p.requires_grad_(True)\n    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))"),
             right("a set of trainable ids", "def set_stage(model, stage):\n"
-                  "    keep = {id(p) for m in (model.vision, model.image_projector, model.audio_projector) for p in m.parameters()}\n"
+                  "    keep = {id(p) for m in (model.image_projector, model.audio_projector) for p in m.parameters()}\n"
                   "    if stage == 2:\n        keep |= {id(p) for n, p in model.named_parameters() if 'lora_' in n}\n    total = 0\n"
                   "    for p in model.parameters():\n        p.requires_grad = id(p) in keep\n        total += p.numel() if id(p) in keep else 0\n"
                   "    return total"),
