@@ -371,8 +371,15 @@ def test_high_resolution_facts():
     with pytest.raises(ValueError, match="n_tiles"):
         facts.tiled_image_tokens(0, 336, 14)
     assert facts.grid_tokens(32, 48, 16) == 2 * 3 and facts.qwen2vl_image_tokens(448, 896) == 16 * 32
-    with pytest.raises(ValueError, match="multiple of the patch size"):
+    with pytest.raises(ValueError, match="height 30 is not a multiple of patch_size 16"):
         facts.grid_tokens(30, 48, 16)
+    # non-square ViT token counts (issue 13): patchify's (H / P) · (W / P), and the unfold of an independent sum
+    assert facts.vit_tokens((224, 336), 14, cls=False) == 16 * 24 == 384 and facts.vit_tokens((224, 336), 14) == 385
+    assert facts.vit_tokens(224, 16) == facts.vit_tokens((224, 224), 16) == 197
+    for h, w, p in ((32, 48, 16), (384, 256, 16), (160, 320, 16), (224, 336, 14)):
+        unfolded = torch.nn.functional.unfold(torch.zeros(1, 1, h, w), p, stride=p).shape[-1]
+        assert facts.grid_tokens(h, w, p) == unfolded == (h // p) * (w // p)
+    assert facts.llm_sequence_length(10, (224, 336), 14) == 10 + 384
 
 
 def test_packing_facts_against_brute_force():

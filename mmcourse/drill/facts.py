@@ -24,9 +24,11 @@ from mmcourse.tokens import Tokens
 # bert-base-uncased, WhisperConfig: whisper-tiny), so they stand in for those checkpoints offline.
 
 
-def vit_tokens(image_size: int, patch_size: int, cls: bool = True) -> int:
-    """Tokens a ViT makes of an image: patchify's (S / P)² patches, + 1 [CLS] if cls."""
-    return patchify(torch.zeros(1, 3, image_size, image_size), patch_size).shape[1] + int(cls)
+def vit_tokens(image_size: int | tuple[int, int], patch_size: int, cls: bool = True) -> int:
+    """Tokens a ViT makes of an image, S × S (image_size=S) or H × W (image_size=(H, W)): patchify's
+    (H / P) · (W / P) patches, + 1 [CLS] if cls. vit_tokens((224, 336), 14, cls=False) = 16 · 24 = 384."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return patchify(torch.zeros(1, 1, height, width), patch_size).shape[1] + int(cls)
 
 
 def vit_grid(image_size: int, patch_size: int) -> int:
@@ -201,7 +203,7 @@ def ignore_index() -> int:
     return IGNORE_INDEX
 
 
-def llm_sequence_length(n_text: int, image_size: int | None = None, patch_size: int = 14,
+def llm_sequence_length(n_text: int, image_size: int | tuple[int, int] | None = None, patch_size: int = 14,
                         audio_seconds: float | None = None, audio_pool: int = 1) -> int:
     """Positions an LLM reads when image patches (LLaVA-style: no [CLS]) and Whisper states
     (pooled by `audio_pool`, as Qwen-Audio pools by 2) are spliced in with n_text text tokens."""
@@ -371,10 +373,9 @@ def tiled_image_tokens(n_tiles: int, tile_size: int, patch_size: int, thumbnail:
 
 
 def grid_tokens(height: int, width: int, patch_size: int) -> int:
-    """Patches of an H × W image at its own aspect ratio (NaViT, Qwen2-VL): (H / P) · (W / P), by unfold."""
-    if height % patch_size or width % patch_size:
-        raise ValueError(f"{height}×{width} is not a multiple of the patch size {patch_size}; resize first")
-    return torch.nn.functional.unfold(torch.zeros(1, 1, height, width), patch_size, stride=patch_size).shape[-1]
+    """Patches of an H × W image at its own aspect ratio (NaViT, Qwen2-VL): (H / P) · (W / P), by patchify
+    (whose error names the side that is not a multiple of P, and the fix)."""
+    return vit_tokens((height, width), patch_size, cls=False)
 
 
 def qwen2vl_image_tokens(height: int, width: int) -> int:
