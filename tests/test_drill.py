@@ -209,3 +209,22 @@ def test_chinese_drill_as_a_command(tmp_path):
                           capture_output=True, text=True, encoding="utf-8", env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "得分：2/2" in done.stdout and chosen[0]["question_zh"] in done.stdout
+
+
+def test_not_built_questions_show_their_reference_in_the_quiz_and_the_sheet(monkeypatch, capsys):
+    """A question about something the course does not build (`"built": false`) names the paper to read, under the
+    model answer of the drill and on the study sheet, in the drill's language."""
+    q = next(q for q in BANK if q["id"] == "dpo-loss-numeric")
+    assert not drill.is_built(q) and drill.is_built(next(q for q in BANK if q["id"] == "vit-tokens"))
+    ids = [e["id"] for e in drill.choose_questions(BANK, 0, ["hallucination"], seed=3)]
+    chosen = [next(e for e in BANK if e["id"] == i) for i in ids]
+    code, out, _ = run_drill(monkeypatch, capsys, ["--n", "0", "--topic", "hallucination", "--seed", "3"],
+                             right_answers(chosen))
+    assert code == 0 and f"(Not built in the course; read: {q['reference']})" in out
+    code, out, _ = run_drill(monkeypatch, capsys, ["--n", "0", "--topic", "hallucination", "--seed", "3", "--lang", "zh"],
+                             right_answers(chosen))
+    assert code == 0 and f"(本课程没有实现；参考：{q['reference']})" in out and "Not built" not in out
+    code, out, _ = run_drill(monkeypatch, capsys, ["--sheet", "--topic", "hallucination", "--n", "0"], [])
+    assert f"Not built in the course; read: {q['reference']}" in out
+    built = [e for e in drill.questions(topic="hallucination") if drill.is_built(e)]
+    assert built and out.count("Not built in the course") == len(drill.questions(topic="hallucination")) - len(built)

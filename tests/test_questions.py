@@ -91,7 +91,25 @@ SUBJECTS = {
     "assistant-only loss": ("capstone", r"assistant"),
     "placeholder expansion": ("capstone", r"placeholder"),
     "pixel shuffle of the capstone's 8 × 8 grid": ("capstone", r"8 × 8"),
+    # issue 13, training and alignment
+    "LLaVA-1.5's stages with their data": ("training", r"558K.*665K"),
+    "BLIP-2's Q-Former stages": ("training", r"Q-Former.*ITC.*ITM.*ITG.*soft visual prompts"),
+    "Qwen-VL's three stages": ("training", r"Qwen-VL.*multi-task pre-training.*vision encoder is frozen"),
+    "instruction-data construction": ("training", r"GPT-4.*conversations.*detailed descriptions.*complex reasoning"),
+    "which parts to freeze, with parameter counts": ("training", r"303,507,456.*20,979,712.*6,738,415,616"),
+    "DPO vs RLHF against hallucination": ("hallucination", r"RLHF-V.*LLaVA-RLHF|LLaVA-RLHF.*RLHF-V"),
+    "the DPO loss, computed": ("hallucination", r"−log σ"),
+    "non-square ViT token counts": ("vit", r"224 × 336"),
 }
+
+# Subjects the course does not build (issue 13): each such question says so and names the paper, arXiv id included.
+NOT_BUILT_IDS = {"anyres-llava-next", "internvl-tiles", "internvl-aspect", "navit-packing", "qwen2vl-dynamic-resolution",
+                 "fastv-pruning", "mrope", "rope-2d-vision", "llm-position-interpolation", "video-frame-sampling",
+                 "video-tokens-per-second", "video-temporal-pooling", "audio-token-rates", "encodec-bitrate",
+                 "snac-rates", "thinker-talker", "tmrope", "chameleon-early-fusion", "image-generation-vq-or-diffusion",
+                 "benchmarks-and-blind-baselines", "image-tokens-discrete", "audio-tokens", "siglip",
+                 "itm-hard-negatives", "blip2-flamingo-stages", "blip2-qformer-stages", "qwen-vl-stages",
+                 "dpo-vs-rlhf-hallucination", "dpo-loss-numeric"}
 
 
 def entry(entry_id: str) -> dict:
@@ -104,6 +122,7 @@ def entry(entry_id: str) -> dict:
 def test_bank_size_ids_and_package_data():
     assert len(BANK) >= 40, f"the issue asks for at least 40 questions, the bank has {len(BANK)}"
     assert len(BANK) >= 58 + 30, f"issue 13 adds at least 30 questions to the 58 there were; the bank has {len(BANK)}"
+    assert len(BANK) >= 90 + 8, f"issue 13's training and alignment part adds at least 8 to the 90; the bank has {len(BANK)}"
     assert len(set(IDS)) == len(IDS)
     assert drill.BANK_PATH.name == "questions.json" and drill.BANK_PATH.parent.name == "drill", \
         "pyproject ships mmcourse/drill/*.json as package data: keep the bank there"
@@ -150,6 +169,50 @@ def test_chinese_answer_states_the_same_numbers(entry_id):
         asked = [{drill.parse_number(n) for n in drill.numbers_in(q[key])} - set(drill.answers.WHITELIST)
                  for key in ("question", "question_zh")]
         assert asked[0] == asked[1], f"{entry_id}: the questions state different numbers: {asked}"
+
+
+def test_questions_about_what_the_course_does_not_build_say_so_and_name_the_paper():
+    not_built = {q["id"] for q in BANK if not drill.is_built(q)}
+    assert not_built == NOT_BUILT_IDS, f"marked but not listed: {not_built - NOT_BUILT_IDS}; " \
+                                       f"listed but not marked: {NOT_BUILT_IDS - not_built}"
+    for q in BANK:
+        if drill.is_built(q):
+            assert "reference" not in q and drill.NOT_BUILT.lower() not in q["answer"].lower(), q["id"]
+            assert drill.NOT_BUILT_ZH not in q["answer_zh"], q["id"]
+            continue
+        ids = re.findall(r"arXiv:\d{4}\.\d{4,5}", q["reference"])
+        assert ids, f"{q['id']}: the reference names no arXiv id"
+        assert drill.NOT_BUILT.lower() in q["answer"].lower() and drill.NOT_BUILT_ZH in q["answer_zh"], q["id"]
+        assert all(i in q["answer"] and i in q["answer_zh"] for i in ids), q["id"]
+        assert drill.reference_line(q) == f"Not built in the course; read: {q['reference']}"
+        assert drill.reference_line(q, "zh").startswith(drill.NOT_BUILT_ZH)
+    text = drill.as_markdown(ids=["dpo-loss-numeric", "vit-tokens"])
+    assert text.count("Not built in the course") == 1 and "本课程没有实现；参考：DPO" in text
+    assert "Not built" not in drill.as_markdown(ids=["dpo-loss-numeric"], lang="zh")
+
+
+def test_validate_bank_checks_built_and_reference():
+    good = copy.deepcopy([q for q in BANK if q["id"] in ("vit-tokens", "dpo-loss-numeric")])
+    drill.validate_bank(good)
+    cases = {
+        "needs \"reference\"": lambda b: b[1].pop("reference"),
+        "its arXiv id": lambda b: b[1].update(reference="DPO (Rafailov et al., 2023)"),
+        r"answer must say plainly": lambda b: b[1].update(answer=b[1]["answer"].replace("The course does not build this", "")),
+        r"answer_zh must say plainly": lambda b: b[1].update(answer_zh=b[1]["answer_zh"].replace("本课程没有实现", "")),
+        "answer must name the paper": lambda b: b[1].update(answer=b[1]["answer"].replace("arXiv:2305.18290", "the DPO paper")),
+        "belongs to an entry": lambda b: b[0].update(reference="ViT (Dosovitskiy et al., 2021), arXiv:2010.11929"),
+        '"built" is either false': lambda b: b[0].update(built=True),
+    }
+    for message, damage in cases.items():
+        bank = copy.deepcopy(good)
+        damage(bank)
+        with pytest.raises(ValueError, match=message):
+            drill.validate_bank(bank)
+
+
+def test_number_finder_skips_arxiv_ids():
+    assert drill.numbers_in("read DPO, arXiv:2305.18290, and NaViT (arXiv:2307.06304v2): 0.513") == ["0.513"]
+    assert drill.numbers_in("请读 BLIP-2，arXiv:2301.12597。32 个 query") == ["32"]
 
 
 def test_number_finder_reads_numbers_in_chinese_text():
@@ -371,8 +434,15 @@ def test_high_resolution_facts():
     with pytest.raises(ValueError, match="n_tiles"):
         facts.tiled_image_tokens(0, 336, 14)
     assert facts.grid_tokens(32, 48, 16) == 2 * 3 and facts.qwen2vl_image_tokens(448, 896) == 16 * 32
-    with pytest.raises(ValueError, match="multiple of the patch size"):
+    with pytest.raises(ValueError, match="height 30 is not a multiple of patch_size 16"):
         facts.grid_tokens(30, 48, 16)
+    # non-square ViT token counts (issue 13): patchify's (H / P) · (W / P), and the unfold of an independent sum
+    assert facts.vit_tokens((224, 336), 14, cls=False) == 16 * 24 == 384 and facts.vit_tokens((224, 336), 14) == 385
+    assert facts.vit_tokens(224, 16) == facts.vit_tokens((224, 224), 16) == 197
+    for h, w, p in ((32, 48, 16), (384, 256, 16), (160, 320, 16), (224, 336, 14)):
+        unfolded = torch.nn.functional.unfold(torch.zeros(1, 1, h, w), p, stride=p).shape[-1]
+        assert facts.grid_tokens(h, w, p) == unfolded == (h // p) * (w // p)
+    assert facts.llm_sequence_length(10, (224, 336), 14) == 10 + 384
 
 
 def test_packing_facts_against_brute_force():
@@ -440,6 +510,41 @@ def test_smollm2_facts_against_its_gguf_file():
     assert value("llama.feed_forward_length") == config["intermediate_size"]
     assert value("llama.rope.dimension_count") == config["head_dim"]
     assert len(reader.fields["tokenizer.ggml.tokens"].data) == config["vocab_size"]
+
+
+def test_training_facts_against_formulas_and_published_counts():
+    # CLIP ViT-L/14 at 336 px: patch conv (no bias) + [CLS] + 577 positions + pre/post norms + 24 blocks of
+    # (4 d² + 4 d attention, 2 d·4d + 5 d MLP, 4 d norms), d = 1024
+    d, layers, tokens = 1024, 24, 577
+    block = (4 * d * d + 4 * d) + (2 * d * 4 * d + 4 * d + d) + 4 * d
+    assert facts.clip_vit_l14_336_parameters() == 3 * 14 * 14 * d + d + tokens * d + 4 * d + layers * block
+    assert facts.vicuna_7b_parameters() == 6_738_415_616  # Llama-2-7B's published count
+    assert facts.llava15_projector_parameters() == facts.projector_parameters(1024, 4096, 4096) == 20_979_712
+    assert facts.llava15_trainable_parameters(1) == 20_979_712
+    assert facts.llava15_trainable_parameters(2) == 20_979_712 + 6_738_415_616
+    with pytest.raises(ValueError, match="two training stages"):
+        facts.llava15_trainable_parameters(3)
+    # LoRA counted on the meta-device model equals the formula r·(d_in + d_out) over 30 layers
+    assert facts.smollm2_lora_model_trainable(8) == facts.smollm2_lora_parameters(8) == 460_800
+    assert facts.smollm2_lora_model_trainable(4, ("q_proj", "k_proj")) == facts.smollm2_lora_parameters(4, ("q_proj", "k_proj"))
+    assert facts.adam_bytes_per_parameter() == 16 and facts.adam_bytes_per_parameter("float64") == 32
+    # the capstone: its image projector (64·16 → 576 → 576) and its LoRA by the formula
+    assert facts.capstone_part_parameters("image_projector") == 1024 * 576 + 576 + 576 * 576 + 576
+    assert facts.capstone_part_parameters("lora") == 30 * 8 * (1152 + 768)
+    assert facts.capstone_trainable_parameters(2) - facts.capstone_trainable_parameters(1) == 460_800
+    with pytest.raises(ValueError, match="unknown part"):
+        facts.capstone_part_parameters("llm")
+
+
+def test_dpo_loss_follows_its_formula():
+    import math
+
+    beta, pw, rw, pl, rl = 0.1, -12.0, -14.0, -15.0, -13.0
+    margin = beta * ((pw - rw) - (pl - rl))
+    assert facts.dpo_loss(beta, pw, rw, pl, rl) == pytest.approx(math.log(1 + math.exp(-margin)))
+    assert facts.dpo_loss(0.5, -3, -3, -7, -7) == pytest.approx(math.log(2))  # the policy is the reference
+    assert facts.dpo_loss(beta, pl, rl, pw, rw) > math.log(2) > facts.dpo_loss(beta, pw, rw, pl, rl)  # order matters
+    assert facts.dpo_reward(beta, pw, rw) - facts.dpo_reward(beta, pl, rl) == pytest.approx(margin)
 
 
 def test_lora_and_projector_counts_match_peft_and_the_formula():

@@ -207,19 +207,96 @@ def test_unpatchify_inverts_patchify(shape, patch):
     assert torch.equal(vision.patchify(vision.unpatchify(patches, patch, shape[-1]), patch), patches)
 
 
+@pytest.mark.parametrize("shape, patch", [((2, 3, 8, 12), 4), ((1, 3, 224, 336), 14), ((2, 1, 6, 3), 3),
+                                          ((1, 4, 32, 48), 16), ((1, 3, 5, 7), 1)])
+def test_non_square_round_trip_and_row_major_order(shape, patch):
+    x = torch.randn(shape)
+    b, c, h, w = shape
+    patches = vision.patchify(x, patch)
+    rows, cols = h // patch, w // patch
+    assert patches.shape == (b, rows * cols, c * patch * patch)
+    # patch n sits at grid row n // cols, column n % cols (along the row first)
+    n = rows * cols - 1 if rows * cols > 1 else 0
+    r, q = divmod(n, cols)
+    assert torch.equal(patches[:, n], x[:, :, r * patch:(r + 1) * patch, q * patch:(q + 1) * patch].reshape(b, -1))
+    assert torch.equal(vision.unpatchify(patches, patch, (h, w)), x)
+    assert torch.equal(vision.unpatchify(patches, patch, grid=(rows, cols)), x)
+    assert torch.equal(vision.patchify(vision.unpatchify(patches, patch, grid=(rows, cols)), patch), patches)
+
+
+def test_patchify_equals_an_einops_style_reshape_and_unfold():
+    # "b c (h p1) (w p2) -> b (h w) (c p1 p2)", written with torch alone, and F.unfold (which orders c, p1, p2 too)
+    x = torch.randn(2, 3, 28, 42)
+    p = 7
+    reference = x.unfold(2, p, p).unfold(3, p, p)  # (B, C, 4, 6, P, P)
+    reference = reference.permute(0, 2, 3, 1, 4, 5).reshape(2, 4 * 6, 3 * p * p)
+    assert torch.equal(vision.patchify(x, p), reference)
+    assert torch.equal(vision.patchify(x, p), torch.nn.functional.unfold(x, p, stride=p).transpose(1, 2))
+
+
+def test_patchify_is_a_strided_conv_with_the_identity_weight_on_a_non_square_image():
+    # A Conv2d(C, C·P·P, P, stride=P) whose filter k picks feature k of a patch (channel, row, column) returns
+    # exactly the patches: the convolution and patchify cut the same patches in the same order.
+    c, p = 3, 4
+    conv = torch.nn.Conv2d(c, c * p * p, p, stride=p, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(c * p * p).reshape(c * p * p, c, p, p))
+    x = torch.randn(2, c, 12, 20)
+    with torch.no_grad():
+        by_conv = conv(x).flatten(2).transpose(1, 2)  # (B, C·P·P, 3, 5) → (B, 15, C·P·P)
+    assert torch.equal(vision.patchify(x, p), by_conv)
+
+
+def test_patchify_matches_transformers_vit_on_a_non_square_image():
+    from transformers import ViTConfig, ViTModel
+
+    cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32)
+    torch.manual_seed(0)
+    model = ViTModel(cfg, add_pooling_layer=False).eval()
+    projection = model.embeddings.patch_embeddings.projection  # Conv2d(3, 16, 8, stride 8)
+    x = torch.randn(2, 3, 24, 40)  # a 3 × 5 grid; the model was configured for 32 × 32
+    with torch.no_grad():
+        expected = model.embeddings.patch_embeddings(x)  # (B, 15, 16): transformers 5 checks no size here
+        states = model(x, interpolate_pos_encoding=True).last_hidden_state
+        ours = vision.patchify(x, 8) @ projection.weight.reshape(16, -1).T + projection.bias
+    assert expected.shape == (2, 15, 16) and max_diff(ours, expected) <= 1e-5
+    assert states.shape[1] == 1 + vision.patchify(x, 8).shape[1]  # [CLS] + (24/8)·(40/8) tokens
+
+
 def test_patch_errors():
-    with pytest.raises(ValueError, match="square"):
-        vision.patchify(torch.zeros(1, 3, 8, 16), 4)
-    with pytest.raises(ValueError, match="multiple"):
+    with pytest.raises(ValueError, match=r"height 30 is not a multiple of patch_size 16.*crop it to 16×48.*pad it to "
+                                         r"32×48"):
+        vision.patchify(torch.zeros(1, 3, 30, 48), 16)
+    with pytest.raises(ValueError, match="width 50 is not a multiple"):
+        vision.patchify(torch.zeros(1, 3, 32, 50), 16)
+    with pytest.raises(ValueError, match=r"height 30 and width 50 are not.*crop it to 16×48") as both:
+        vision.patchify(torch.zeros(1, 3, 30, 50), 16)
+    assert "preprocess_images" not in str(both.value)  # it resizes to squares: suggested for square images only
+    with pytest.raises(ValueError, match=r"multiple.*preprocess_images\(images, size=8\)"):
         vision.patchify(torch.zeros(1, 3, 10, 10), 4)
     with pytest.raises(ValueError, match=r"pixel_values\[None\]"):
         vision.patchify(torch.zeros(3, 8, 8), 4)
+    with pytest.raises(ValueError, match="positive int"):
+        vision.patchify(torch.zeros(1, 3, 8, 8), 0)
     with pytest.raises(ValueError, match=r"\[CLS\]"):
         vision.unpatchify(torch.zeros(1, 5, 48), 4, 8)  # 4 patches + a [CLS] token
     with pytest.raises(ValueError, match="4 patches"):
         vision.unpatchify(torch.zeros(1, 9, 48), 4, 8)
     with pytest.raises(ValueError, match="multiple of 16"):
         vision.unpatchify(torch.zeros(1, 4, 50), 4, 8)
+    with pytest.raises(ValueError, match="exactly one of the two"):
+        vision.unpatchify(torch.zeros(1, 6, 48), 4)  # 6 patches: 2 × 3 or 3 × 2? say which
+    with pytest.raises(ValueError, match="exactly one of the two"):
+        vision.unpatchify(torch.zeros(1, 6, 48), 4, (8, 12), grid=(2, 3))
+    with pytest.raises(ValueError, match=r"8×12 image has \(8/4\)·\(12/4\) = 6 patches, got 8"):
+        vision.unpatchify(torch.zeros(1, 8, 48), 4, (8, 12))
+    with pytest.raises(ValueError, match="width 10 is not a multiple"):
+        vision.unpatchify(torch.zeros(1, 6, 48), 4, (8, 10))
+    with pytest.raises(ValueError, match="grid must be"):
+        vision.unpatchify(torch.zeros(1, 6, 48), 4, grid=(6,))
+    with pytest.raises(ValueError, match="image_size must be"):
+        vision.unpatchify(torch.zeros(1, 6, 48), 4, (8.0, 12))
 
 
 # ---------------------------------------------------------------- the encoder

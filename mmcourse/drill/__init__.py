@@ -22,12 +22,14 @@ tests, so that the released course does not carry it.
 
 from mmcourse.drill.answers import (claim_holds, evaluate, numbers_in, parse_number, uncovered_numbers,
                                     verify)
-from mmcourse.drill.bank import (BANK_PATH, LANGUAGES, TOPICS, TOPICS_ZH, as_markdown, checks_markdown, load_bank,
-                                 localized, questions, topic_title, validate_bank)
+from mmcourse.drill.bank import (BANK_PATH, LANGUAGES, NOT_BUILT, NOT_BUILT_ZH, TOPICS, TOPICS_ZH, as_markdown,
+                                 checks_markdown, is_built, load_bank, localized, questions, reference_line,
+                                 topic_title, validate_bank)
 from mmcourse.drill.drill import add_quiz, choose_questions, default_language, main, run_quiz
 from mmcourse.drill.facts import FACTS, SAFE_NAMES
 
 __all__ = ["FACTS", "SAFE_NAMES", "parse_number", "numbers_in", "uncovered_numbers", "evaluate", "claim_holds",
-           "verify", "BANK_PATH", "TOPICS", "TOPICS_ZH", "LANGUAGES", "topic_title", "localized", "validate_bank",
+           "verify", "BANK_PATH", "TOPICS", "TOPICS_ZH", "LANGUAGES", "NOT_BUILT", "NOT_BUILT_ZH", "topic_title",
+           "localized", "is_built", "reference_line", "validate_bank",
            "load_bank", "questions", "checks_markdown", "as_markdown", "add_quiz", "choose_questions",
            "default_language", "run_quiz", "main"]

@@ -4,8 +4,8 @@ Every number is covered in one of three ways (`uncovered_numbers` finds the rest
   1. it is the claim of a check, whose `expr` is evaluated against facts.FACTS;
   2. it is a literal input of a check's expression (224 and 16 in `vit_tokens(224, 16)`);
   3. it is whitelisted: the small integers 0, 1 and 2 (mask values, "stage 1", "k + 1"), years in
-     citations ("Radford et al., 2021"), and digits inside names, which the number pattern skips
-     (ViT-B/16, BLIP-2, LLaVA-1.5, Recall@5, log10, fp16).
+     citations ("Radford et al., 2021"), arXiv ids ("arXiv:2304.08485"), and digits inside names, which the
+     number pattern skips (ViT-B/16, BLIP-2, LLaVA-1.5, Recall@5, log10, fp16, LCS-558K).
 A claim matches its value when they agree to the claim's last digit: "14.3" holds for 14.2857.
 """
 
@@ -22,6 +22,8 @@ from mmcourse.drill.facts import FACTS, SAFE_NAMES
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_.@])(?<![A-Za-z]-)(?<![A-Z]/)[-−]?\d+(?:,\d{3})*(?:\.\d+)?(?![A-Za-z0-9_])")
 # A year in a citation: "Radford et al., 2021", "Griffin and Lim, 1984".
 _CITATION = re.compile(r"[A-Z][\w\-]+(?: et al\.| and [A-Z][\w\-]+)?, (19\d\d|20[0-2]\d)\b")
+# An arXiv identifier in a reference: "arXiv:2304.08485", "arXiv:1711.00937v2".
+_ARXIV = re.compile(r"arXiv:\s?\d{4}\.\d{4,5}(?:v\d+)?")
 WHITELIST = (0, 1, 2)  # small integers: mask values, "stage 1", "k + 1", "stride 2"
 
 
@@ -34,9 +36,11 @@ def parse_number(text: str) -> float | None:
 
 
 def numbers_in(text: str) -> list[str]:
-    """The numbers a text states, as written, without the years of citations."""
+    """The numbers a text states, as written, without the years of citations and the digits of arXiv ids."""
     years = {m.span(1) for m in _CITATION.finditer(text)}
-    return [m.group() for m in _NUMBER.finditer(text) if m.span() not in years]
+    ids = [m.span() for m in _ARXIV.finditer(text)]
+    return [m.group() for m in _NUMBER.finditer(text) if m.span() not in years
+            and not any(start <= m.start() and m.end() <= end for start, end in ids)]
 
 
 def _literals(expr: str) -> set[float]:

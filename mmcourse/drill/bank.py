@@ -8,6 +8,16 @@ The bank is data, one entry per question:
      "checks": [{"claim": "197", "expr": "vit_tokens(224, 16)"}],
      "numeric": {"claim": "197", "tolerance": 0},      optional: the drill asks for this number
      "notebooks": ["03"]}                               optional: where the course builds it
+
+A question about something the course does not build (video LLMs, codecs, Thinker–Talker, DPO, …) says so:
+
+     "built": false,                                    the course does not implement this subject
+     "reference": "Qwen2.5-Omni Technical Report (Xu et al., 2025), arXiv:2503.20215"
+                                                        the paper to read, with its arXiv id
+
+and its answers say it plainly: the English one "The course does not build this" (NOT_BUILT), the Chinese one
+"本课程没有实现" (NOT_BUILT_ZH), each naming the reference's arXiv id(s). Study sheets and `mmcourse quiz` show the
+reference under the answer.
 """
 
 from __future__ import annotations
@@ -68,7 +78,10 @@ TOPICS_ZH = {  # the same topics in Chinese, for `mmcourse quiz --lang zh` and t
 
 
 ENTRY_KEYS = {"id", "topic", "question", "answer", "question_zh", "answer_zh", "checks"}
-OPTIONAL_KEYS = {"numeric", "notebooks"}
+OPTIONAL_KEYS = {"numeric", "notebooks", "built", "reference"}
+NOT_BUILT = "The course does not build this"  # in the English answer of every entry with "built": false
+NOT_BUILT_ZH = "本课程没有实现"  # in its Chinese answer
+_ARXIV_ID = re.compile(r"arXiv:\d{4}\.\d{4,5}")
 LANGUAGES = ("en", "zh")
 _ID = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -126,8 +139,45 @@ def validate_bank(bank: list[dict]) -> None:
                                          and all(isinstance(nb, str) and re.match(r"^\d\d$", nb)
                                                  for nb in entry["notebooks"])):
             problems.append(f"{where}: notebooks must be a list of two-digit numbers as strings, e.g. ['03']")
+        problems.extend(f"{where}: {problem}" for problem in _built_problems(entry))
     if problems:
         raise ValueError("questions.json has problems:\n  " + "\n  ".join(problems))
+
+
+def _built_problems(entry: dict) -> list[str]:
+    """What is wrong with an entry's "built" / "reference" pair (see the module docstring)."""
+    if "built" not in entry:
+        return ['"reference" belongs to an entry with "built": false'] if "reference" in entry else []
+    if entry["built"] is not False:
+        return ['"built" is either false (with a "reference") or left out (the course builds it); got '
+                f'{entry["built"]!r}']
+    reference = entry.get("reference")
+    if not (isinstance(reference, str) and _ARXIV_ID.search(reference)):
+        return ['an entry with "built": false needs "reference": the paper to read with its arXiv id, '
+                'e.g. "Qwen2.5-Omni Technical Report (Xu et al., 2025), arXiv:2503.20215"']
+    problems = []
+    ids = _ARXIV_ID.findall(reference)
+    for key, sentence in (("answer", NOT_BUILT), ("answer_zh", NOT_BUILT_ZH)):
+        if sentence.lower() not in entry[key].lower():
+            problems.append(f"{key} must say plainly that the course does not build this: {sentence!r}")
+        missing = [i for i in ids if i not in entry[key]]
+        if missing:
+            problems.append(f"{key} must name the paper to read: {', '.join(missing)}")
+    return problems
+
+
+def is_built(entry: dict) -> bool:
+    """Does the course build what the entry asks about? (False for entries marked "built": false.)"""
+    return entry.get("built", True) is not False
+
+
+def reference_line(entry: dict, lang: str = "en") -> str:
+    """'Not built in the course; read: <reference>' (or its Chinese), '' for entries the course builds."""
+    _check_language(lang)
+    if is_built(entry):
+        return ""
+    return (f"{NOT_BUILT_ZH}；参考：{entry['reference']}" if lang == "zh"
+            else f"Not built in the course; read: {entry['reference']}")
 
 
 def load_bank(path: str | Path | None = None) -> list[dict]:
@@ -205,6 +255,8 @@ def as_markdown(entries: list[dict] | None = None, *, topic: str | None = None, 
         parts.append(f"{head} <small>`{q['id']}`</small>")
         if answers:
             parts.extend("> " + localized(q, "answer", one) for one in langs)
+            if not is_built(q):
+                parts.append("  \n".join(f"*{reference_line(q, one)}*" for one in langs))
             if checks and q["checks"]:
                 parts.append(checks_markdown(q, "zh" if lang == "zh" else "en"))
     return "\n\n".join(parts)

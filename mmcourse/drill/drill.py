@@ -13,7 +13,7 @@ import textwrap
 from collections import Counter
 
 from mmcourse.drill.answers import parse_number
-from mmcourse.drill.bank import LANGUAGES, TOPICS, load_bank, localized, topic_title
+from mmcourse.drill.bank import LANGUAGES, TOPICS, is_built, load_bank, localized, reference_line, topic_title
 
 # What the drill says, in each language (the bank's own text comes from questions.json).
 MESSAGES = {
@@ -135,6 +135,8 @@ def ask(entry: dict, number: int, total: int, lang: str = "en") -> bool:
     print(_wrap(localized(entry, "answer", lang), lang))
     if "notebooks" in entry:
         print(f"  ({say['notebooks' if len(entry['notebooks']) > 1 else 'notebook']} {', '.join(entry['notebooks'])})")
+    if not is_built(entry):
+        print(f"  ({reference_line(entry, lang)})")
     if not numeric:
         correct = _ask(say["covered"]).lower() in YES
     print()
@@ -162,7 +164,8 @@ def run_quiz(args: argparse.Namespace) -> int:
         return 2
     if args.sheet:
         for q in chosen:
-            print(f"[{q['id']}] {localized(q, 'question', lang)}\n{_wrap(localized(q, 'answer', lang), lang)}\n")
+            reference = "" if is_built(q) else f"  ({reference_line(q, lang)})\n"
+            print(f"[{q['id']}] {localized(q, 'question', lang)}\n{_wrap(localized(q, 'answer', lang), lang)}\n{reference}")
         return 0
     print(say["header"].format(n=len(chosen)) + (say["seed"].format(seed=args.seed) if args.seed is not None else ""))
     print(say["intro"])

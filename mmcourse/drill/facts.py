@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from mmcourse.data import QUADRANTS
+from mmcourse.data import COLORS, QUADRANTS, SHAPES
 from mmcourse.decoding import IGNORE_INDEX, filter_logits
 from mmcourse.encoding import audio
 from mmcourse.encoding.vision import patchify, preprocess_images, resize_position_embeddings
@@ -24,9 +24,11 @@ from mmcourse.tokens import Tokens
 # bert-base-uncased, WhisperConfig: whisper-tiny), so they stand in for those checkpoints offline.
 
 
-def vit_tokens(image_size: int, patch_size: int, cls: bool = True) -> int:
-    """Tokens a ViT makes of an image: patchify's (S / P)² patches, + 1 [CLS] if cls."""
-    return patchify(torch.zeros(1, 3, image_size, image_size), patch_size).shape[1] + int(cls)
+def vit_tokens(image_size: int | tuple[int, int], patch_size: int, cls: bool = True) -> int:
+    """Tokens a ViT makes of an image, S × S (image_size=S) or H × W (image_size=(H, W)): patchify's
+    (H / P) · (W / P) patches, + 1 [CLS] if cls. vit_tokens((224, 336), 14, cls=False) = 16 · 24 = 384."""
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    return patchify(torch.zeros(1, 1, height, width), patch_size).shape[1] + int(cls)
 
 
 def vit_grid(image_size: int, patch_size: int) -> int:
@@ -201,7 +203,7 @@ def ignore_index() -> int:
     return IGNORE_INDEX
 
 
-def llm_sequence_length(n_text: int, image_size: int | None = None, patch_size: int = 14,
+def llm_sequence_length(n_text: int, image_size: int | tuple[int, int] | None = None, patch_size: int = 14,
                         audio_seconds: float | None = None, audio_pool: int = 1) -> int:
     """Positions an LLM reads when image patches (LLaVA-style: no [CLS]) and Whisper states
     (pooled by `audio_pool`, as Qwen-Audio pools by 2) are spliced in with n_text text tokens."""
@@ -371,10 +373,9 @@ def tiled_image_tokens(n_tiles: int, tile_size: int, patch_size: int, thumbnail:
 
 
 def grid_tokens(height: int, width: int, patch_size: int) -> int:
-    """Patches of an H × W image at its own aspect ratio (NaViT, Qwen2-VL): (H / P) · (W / P), by unfold."""
-    if height % patch_size or width % patch_size:
-        raise ValueError(f"{height}×{width} is not a multiple of the patch size {patch_size}; resize first")
-    return torch.nn.functional.unfold(torch.zeros(1, 1, height, width), patch_size, stride=patch_size).shape[-1]
+    """Patches of an H × W image at its own aspect ratio (NaViT, Qwen2-VL): (H / P) · (W / P), by patchify
+    (whose error names the side that is not a multiple of P, and the fix)."""
+    return vit_tokens((height, width), patch_size, cls=False)
 
 
 def qwen2vl_image_tokens(height: int, width: int) -> int:
@@ -559,6 +560,141 @@ def expanded_length(n_text: int, n_placeholders: int, tokens_per_image: int) -> 
     ids = [0] * (n_text - n_placeholders) + [1] * n_placeholders
     return sum(tokens_per_image if i else 1 for i in ids)
 
+# Training and alignment: what each stage trains, counted on configs (meta device: nothing is allocated or
+# downloaded, each count takes well under a second), Adam's memory, and the DPO loss.
+CLIP_VIT_L14_336 = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+                    "image_size": 336, "patch_size": 14}  # LLaVA-1.5's vision tower, openai/clip-vit-large-patch14-336
+LLAMA2_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
+             "num_key_value_heads": 32, "vocab_size": 32000, "tie_word_embeddings": False}  # Vicuna-7B v1.5's shape
+
+
+def _count(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def clip_vit_l14_336_parameters() -> int:
+    """Parameters of CLIP ViT-L/14 at 336 px (vision tower only), on transformers' CLIPVisionModel (meta device)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    with torch.device("meta"):
+        return _count(CLIPVisionModel(CLIPVisionConfig(**CLIP_VIT_L14_336)))
+
+
+def vicuna_7b_parameters() -> int:
+    """Parameters of a Llama-2-7B-shaped LLM (Vicuna-7B v1.5, LLaVA-1.5-7B's LLM), on LlamaForCausalLM (meta)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.device("meta"):
+        return _count(LlamaForCausalLM(LlamaConfig(**LLAMA2_7B)))
+
+
+def llava15_projector_parameters() -> int:
+    """LLaVA-1.5-7B's connector: an MLP 1024 → 4096 → 4096 (GELU), mmcourse.fusion.Projector of that shape."""
+    return projector_parameters(CLIP_VIT_L14_336["hidden_size"], LLAMA2_7B["hidden_size"], LLAMA2_7B["hidden_size"])
+
+
+def llava15_trainable_parameters(stage: int) -> int:
+    """Parameters LLaVA-1.5-7B trains in stage 1 (the projector) or stage 2 (the projector and the whole LLM); the
+    vision tower stays frozen in both (Liu et al., 2023, arXiv:2310.03744)."""
+    if stage not in (1, 2):
+        raise ValueError(f"LLaVA has two training stages, 1 and 2; got {stage!r}")
+    return llava15_projector_parameters() + (vicuna_7b_parameters() if stage == 2 else 0)
+
+
+def llava15_parameters() -> int:
+    """All of LLaVA-1.5-7B: vision tower + projector + LLM."""
+    return clip_vit_l14_336_parameters() + llava15_trainable_parameters(2)
+
+
+def smollm2_lora_model_trainable(r: int = 8, targets: tuple[str, ...] = ("q_proj", "v_proj")) -> int:
+    """Trainable parameters of SmolLM2-135M (built on the meta device) frozen with LoRA adapters of rank r on
+    `targets`, counted after requires_grad is set, as a training script would (A: r × d_in, B: d_out × r)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(**SMOLLM2_135M))
+        model.requires_grad_(False)
+        for name, module in list(model.named_modules()):
+            if name.rsplit(".", 1)[-1] in targets and isinstance(module, torch.nn.Linear):
+                module.lora_A = torch.nn.Linear(module.in_features, r, bias=False)
+                module.lora_B = torch.nn.Linear(r, module.out_features, bias=False)
+    return _count(model, trainable_only=True)
+
+
+def adam_bytes_per_parameter(dtype: str = "float32") -> int:
+    """Bytes training one parameter with Adam holds: the weight, its gradient and the two moment estimates,
+    measured on torch.optim.Adam's state after one step."""
+    weight = torch.nn.Parameter(torch.zeros(1, dtype=getattr(torch, dtype)))
+    weight.grad = torch.zeros_like(weight)
+    optimizer = torch.optim.Adam([weight])
+    optimizer.step()
+    moments = [t for t in optimizer.state[weight].values() if torch.is_tensor(t) and t.dim() > 0]
+    return sum(t.numel() * t.element_size() for t in [weight, weight.grad, *moments])
+
+
+def gib(n_bytes: float) -> float:
+    return n_bytes / 2 ** 30
+
+
+def dpo_loss(beta: float, policy_chosen: float, reference_chosen: float, policy_rejected: float,
+             reference_rejected: float) -> float:
+    """DPO's loss for one preference pair (Rafailov et al., 2023, arXiv:2305.18290), from sequence log-probabilities:
+    −log σ(β · ((log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))))."""
+    margin = (policy_chosen - reference_chosen) - (policy_rejected - reference_rejected)
+    return float(-torch.nn.functional.logsigmoid(torch.tensor(beta * margin, dtype=torch.float64)))
+
+
+def dpo_reward(beta: float, policy: float, reference: float) -> float:
+    """DPO's implicit reward of an answer: β · (log π(y) − log π_ref(y))."""
+    return beta * (policy - reference)
+
+
+def capstone_part_parameters(part: str) -> int:
+    """Parameters of one trained part of the capstone (mmcourse.models.vlm.VLMConfig's defaults, SmolLM2's width 576):
+    "vision" (the tiny ViT tower), "image_projector", "audio_projector" (Whisper tiny.en states stacked by the
+    audio stride), "lora" (r = 8 on q_proj and v_proj, the training script's default)."""
+    from mmcourse.fusion.projector import Projector
+    from mmcourse.models.vlm import VLMConfig
+    from mmcourse.tiers import load_image_encoder
+
+    cfg, d = VLMConfig(), SMOLLM2_135M["hidden_size"]
+    if part == "vision":
+        return _count(load_image_encoder("tiny", image_size=cfg.image_size, patch_size=cfg.patch_size,
+                                         hidden_size=cfg.vision_width, num_hidden_layers=cfg.vision_layers).model)
+    if part == "image_projector":
+        return _count(Projector(cfg.vision_width * cfg.shuffle ** 2, d, hidden=d))
+    if part == "audio_projector":
+        return _count(Projector(cfg.audio_width * cfg.audio_stride, d, hidden=d))
+    if part == "lora":
+        return smollm2_lora_parameters(8)
+    raise ValueError(f"unknown part {part!r}; choose vision, image_projector, audio_projector or lora")
+
+
+def capstone_trainable_parameters(stage: int) -> int:
+    """What the capstone trains: stage 1 the vision tower and both projectors, stage 2 the same and LoRA
+    (mmcourse.models.train_vlm.set_stage); the LLM's own weights and the Whisper encoder stay frozen."""
+    parts = ["vision", "image_projector", "audio_projector"] + (["lora"] if stage == 2 else [])
+    return sum(capstone_part_parameters(part) for part in parts)
+
+
+def capstone_task_kinds(stage: int) -> int:
+    """Kinds of synthetic examples the capstone's training script draws in a stage (mmcourse.models.train_vlm)."""
+    from mmcourse.models import train_vlm
+
+    return len(set({1: train_vlm.STAGE1_TASKS, 2: train_vlm.STAGE2_TASKS}[stage]))
+
+
+def pope_negative_kinds() -> int:
+    """How the capstone's POPE questions pick an absent object: random, popular, adversarial."""
+    from mmcourse.models import train_vlm
+
+    return len(train_vlm.POPE_NEGATIVES)
+
+
+def scene_vocabulary(kind: str) -> int:
+    """Colours, shapes or quadrants of the course's synthetic scenes (mmcourse.data)."""
+    return len({"colours": COLORS, "shapes": SHAPES, "quadrants": QUADRANTS}[kind])
+
 FACTS = {f.__name__: f for f in (
     vit_tokens, vit_grid, patch_values, image_channels, vit_base_image_size, default_normalisation, vit_base_width,
     bert_base_width, whisper_tiny_width,
@@ -577,5 +713,9 @@ FACTS = {f.__name__: f for f in (
     video_tokens_per_second, pooled_tokens, audio_llm_tokens, codec_bitrate, multiscale_token_rates,
     multiscale_tokens_per_second, temporal_ids, smollm2_config, smollm2_parameters, smollm2_kv_bytes_per_token,
     lora_parameters, smollm2_lora_parameters, projector_parameters, expanded_length,
+    clip_vit_l14_336_parameters, vicuna_7b_parameters, llava15_projector_parameters, llava15_trainable_parameters,
+    llava15_parameters, smollm2_lora_model_trainable, adam_bytes_per_parameter, gib, dpo_loss, dpo_reward,
+    capstone_part_parameters, capstone_trainable_parameters, capstone_task_kinds, pope_negative_kinds,
+    scene_vocabulary,
 )}
 SAFE_NAMES = {f.__name__: f for f in (len, sum, min, max, abs, round, math.exp, math.log, math.sqrt)}

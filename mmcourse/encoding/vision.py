@@ -2,10 +2,12 @@
 
 A ViT never sees a photo. It sees pixel_values (B, 3, S, S): every image resized to S × S,
 rescaled from 0..255 to 0..1, then normalised per channel as (x − mean) / std. It then cuts
-them into (S / P)² patches of P × P pixels and turns each patch into one token.
+them into (S / P)² patches of P × P pixels and turns each patch into one token. (patchify and unpatchify
+also take H × W images, (H / P) · (W / P) patches, as tiling and NaViT-style models need.)
 
     pixel_values = preprocess_images([photo_a, photo_b], size=224)   # (2, 3, 224, 224), in [-1, 1]
     patches = patchify(pixel_values, 16)                              # (2, 196, 3·16·16 = 768)
+    patchify(torch.zeros(1, 3, 224, 336), 14).shape                   # (1, 16·24 = 384, 588): any H × W, P | H, W
     encoder = ImageEncoder.from_tier("tiny")                          # a 64-px ViT with 8-px patches
     tokens = encoder(batch["image"])                                  # Tokens: states (B, 1 + 64, 64)
 
@@ -183,45 +185,64 @@ def preprocess_images(images, size: int = 224, mean: Sequence[float] = (0.5, 0.5
 
 
 def patchify(pixel_values: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Cut square images (B, C, S, S) into patches (B, N, C·P·P), N = (S / P)².
+    """Cut images (B, C, H, W) into patches (B, N, C·P·P), N = (H / P) · (W / P); H and W need not be equal.
 
-    Patches come in row-major order: patch n is at grid row n // (S/P), column n % (S/P), as a ViT
-    orders its tokens. Inside a patch the C·P·P features are ordered channel, then pixel row, then
-    pixel column, which is how a Conv2d weight (D, C, P, P) flattens with weight.reshape(D, C·P·P);
-    so Conv2d(C, D, P, stride=P) on the image equals patchify(...) @ weight.reshape(D, -1).T + bias.
+    A square S × S image gives (S / P)² patches (224 px, P = 16: 196); a 224 × 336 image at P = 14 gives
+    16 · 24 = 384. Patches come in row-major order: patch n is at grid row n // (W/P), column n % (W/P), as a
+    ViT orders its tokens. Inside a patch the C·P·P features are ordered channel, then pixel row, then pixel
+    column, which is how a Conv2d weight (D, C, P, P) flattens with weight.reshape(D, C·P·P); so
+    Conv2d(C, D, P, stride=P) on the image equals patchify(...) @ weight.reshape(D, -1).T + bias, for any H × W.
+    H and W must be multiples of P (the error says what to crop or resize to).
     """
     if pixel_values.dim() != 4:
-        raise ValueError(f"pixel_values must be (B, C, S, S), got shape {tuple(pixel_values.shape)}"
+        raise ValueError(f"pixel_values must be (B, C, H, W), got shape {tuple(pixel_values.shape)}"
                          + ("; for one image use pixel_values[None]" if pixel_values.dim() == 3 else ""))
     b, c, h, w = pixel_values.shape
-    if h != w:
-        raise ValueError(f"images must be square (B, C, S, S), got {h}×{w}; resize them with preprocess_images")
-    _check_patch_size(patch_size, h)
-    g = h // patch_size  # patches per side
-    x = pixel_values.reshape(b, c, g, patch_size, g, patch_size)  # (B, C, grid row, row, grid col, col)
+    _check_patch_size(patch_size, h, w)
+    rows, cols = h // patch_size, w // patch_size  # the patch grid
+    x = pixel_values.reshape(b, c, rows, patch_size, cols, patch_size)  # (B, C, grid row, row, grid col, col)
     x = x.permute(0, 2, 4, 1, 3, 5)  # (B, grid row, grid col, C, row, col)
-    return x.reshape(b, g * g, c * patch_size * patch_size)
+    return x.reshape(b, rows * cols, c * patch_size * patch_size)
 
 
-def unpatchify(patches: torch.Tensor, patch_size: int, image_size: int) -> torch.Tensor:
-    """The exact inverse of patchify: patches (B, N, C·P·P) → images (B, C, S, S), S = image_size."""
+def unpatchify(patches: torch.Tensor, patch_size: int, image_size: int | tuple[int, int] | None = None, *,
+               grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """The exact inverse of patchify: patches (B, N, C·P·P) → images (B, C, H, W).
+
+    Say which image the patches came from, either way (N alone cannot tell 8 × 2 patches from 4 × 4):
+        image_size   S for a square S × S image (as before), or (H, W) in pixels
+        grid         (rows, cols) of patches, the image being (rows · P) × (cols · P)
+    e.g. unpatchify(patches, 16, 224) → (B, C, 224, 224); unpatchify(patches, 14, (224, 336)) and
+    unpatchify(patches, 14, grid=(16, 24)) → (B, C, 224, 336).
+    """
     if patches.dim() != 3:
         raise ValueError(f"patches must be (B, N, C·P·P), got shape {tuple(patches.shape)}")
-    _check_patch_size(patch_size, image_size)
+    if (image_size is None) == (grid is None):
+        raise ValueError("give the image's size in pixels (image_size=S for S × S, or (H, W)) or its patch grid "
+                         "(grid=(rows, cols)), exactly one of the two: the number of patches alone does not "
+                         "say the image's shape")
+    if grid is not None:
+        if not _is_pair(grid) or min(grid) < 1:
+            raise ValueError(f"grid must be (rows, cols), two positive ints, got {grid!r}")
+        _check_patch_size(patch_size, patch_size, patch_size)
+        h, w = grid[0] * patch_size, grid[1] * patch_size
+    else:
+        h, w = (image_size, image_size) if isinstance(image_size, int) else _pair(image_size, "image_size")
+        _check_patch_size(patch_size, h, w)
     b, n, features = patches.shape
-    g = image_size // patch_size
-    if n != g * g:
-        hint = "did you keep the [CLS] token? drop it with tokens[:, 1:]" if n == g * g + 1 else \
-            "check image_size and patch_size"
-        raise ValueError(f"a {image_size}×{image_size} image has ({image_size}/{patch_size})² = {g * g} patches, "
+    rows, cols = h // patch_size, w // patch_size
+    if n != rows * cols:
+        hint = "did you keep the [CLS] token? drop it with tokens[:, 1:]" if n == rows * cols + 1 else \
+            "check the image size (or grid) and patch_size"
+        raise ValueError(f"a {h}×{w} image has ({h}/{patch_size})·({w}/{patch_size}) = {rows * cols} patches, "
                          f"got {n}; {hint}")
     if features % (patch_size * patch_size):
         raise ValueError(f"each patch should hold C·{patch_size}·{patch_size} values, got {features}, "
                          f"which is not a multiple of {patch_size * patch_size}; check patch_size")
     c = features // (patch_size * patch_size)
-    x = patches.reshape(b, g, g, c, patch_size, patch_size)  # (B, grid row, grid col, C, row, col)
+    x = patches.reshape(b, rows, cols, c, patch_size, patch_size)  # (B, grid row, grid col, C, row, col)
     x = x.permute(0, 3, 1, 4, 2, 5)  # (B, C, grid row, row, grid col, col)
-    return x.reshape(b, c, image_size, image_size)
+    return x.reshape(b, c, h, w)
 
 
 # ---------------------------------------------------------------- the encoder
@@ -317,10 +338,31 @@ def _check_stats(values, name: str) -> tuple[float, float, float]:
     return values
 
 
-def _check_patch_size(patch_size: int, image_size: int) -> None:
-    if not isinstance(patch_size, int) or patch_size < 1:
+def _is_pair(value) -> bool:
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    if not _is_pair(value):
+        raise ValueError(f"{name} must be an int S (a square S × S image) or (H, W), two ints; got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _check_patch_size(patch_size: int, height: int, width: int | None = None) -> None:
+    """patch_size a positive int that divides the image's height and width (the error names the side and the fix)."""
+    if not isinstance(patch_size, int) or isinstance(patch_size, bool) or patch_size < 1:
         raise ValueError(f"patch_size must be a positive int, got {patch_size!r}")
-    if image_size % patch_size:
-        fitting = max(1, image_size // patch_size) * patch_size
-        raise ValueError(f"image size {image_size} is not a multiple of patch_size {patch_size}; resize to a "
-                         f"multiple first, e.g. preprocess_images(images, size={fitting})")
+    width = height if width is None else width
+    for side, size in (("height", height), ("width", width)):
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"the image {side} must be a positive int, got {size!r}")
+    bad = [(side, size) for side, size in (("height", height), ("width", width)) if size % patch_size]
+    if bad:
+        down = [max(1, s // patch_size) * patch_size for s in (height, width)]
+        up = [-(-s // patch_size) * patch_size for s in (height, width)]
+        sides = " and ".join(f"{side} {size}" for side, size in bad)
+        square = f", or resize: preprocess_images(images, size={down[0]})" if height == width else ""
+        raise ValueError(f"image {sides} {'is' if len(bad) == 1 else 'are'} not a multiple of patch_size "
+                         f"{patch_size} (the image is {height}×{width}); crop it to {down[0]}×{down[1]} "
+                         f"(pixel_values[..., :{down[0]}, :{down[1]}]) or pad it to {up[0]}×{up[1]}{square}")
