@@ -532,6 +532,11 @@ def test_training_facts_against_formulas_and_published_counts():
     assert facts.capstone_part_parameters("image_projector") == 1024 * 576 + 576 + 576 * 576 + 576
     assert facts.capstone_part_parameters("lora") == 30 * 8 * (1152 + 768)
     assert facts.capstone_trainable_parameters(2) - facts.capstone_trainable_parameters(1) == 460_800
+    # the tower trains in stage 0 only (train_vlm.set_stage freezes it after), the projectors from stage 1 on
+    assert facts.capstone_trainable_parameters(0) == facts.capstone_part_parameters("vision")
+    assert facts.capstone_trainable_parameters(1) == sum(facts.capstone_part_parameters(part)
+                                                         for part in ("image_projector", "audio_projector"))
+    assert facts.capstone_image_tokens() == facts.pixel_shuffle_tokens(8, 4) == 4
     with pytest.raises(ValueError, match="unknown part"):
         facts.capstone_part_parameters("llm")
 

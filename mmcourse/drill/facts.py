@@ -671,10 +671,19 @@ def capstone_part_parameters(part: str) -> int:
 
 
 def capstone_trainable_parameters(stage: int) -> int:
-    """What the capstone trains: stage 1 the vision tower and both projectors, stage 2 the same and LoRA
-    (mmcourse.models.train_vlm.set_stage); the LLM's own weights and the Whisper encoder stay frozen."""
-    parts = ["vision", "image_projector", "audio_projector"] + (["lora"] if stage == 2 else [])
+    """What the capstone trains (mmcourse.models.train_vlm): stage 0 the vision tower alone (its probes are thrown
+    away), stage 1 both projectors, stage 2 the projectors and LoRA; the tower stays frozen after stage 0, and the
+    LLM's own weights and the Whisper encoder are never trained."""
+    parts = {0: ["vision"], 1: ["image_projector", "audio_projector"],
+             2: ["image_projector", "audio_projector", "lora"]}[stage]
     return sum(capstone_part_parameters(part) for part in parts)
+
+
+def capstone_image_tokens() -> int:
+    """Image tokens per image in the capstone: (64 px / 8 px patches / pixel shuffle 4)² (VLMConfig's defaults)."""
+    from mmcourse.models.vlm import VLMConfig
+
+    return VLMConfig().image_tokens
 
 
 def capstone_task_kinds(stage: int) -> int:
@@ -715,7 +724,7 @@ FACTS = {f.__name__: f for f in (
     lora_parameters, smollm2_lora_parameters, projector_parameters, expanded_length,
     clip_vit_l14_336_parameters, vicuna_7b_parameters, llava15_projector_parameters, llava15_trainable_parameters,
     llava15_parameters, smollm2_lora_model_trainable, adam_bytes_per_parameter, gib, dpo_loss, dpo_reward,
-    capstone_part_parameters, capstone_trainable_parameters, capstone_task_kinds, pope_negative_kinds,
+    capstone_part_parameters, capstone_trainable_parameters, capstone_image_tokens, capstone_task_kinds, pope_negative_kinds,
     scene_vocabulary,
 )}
 SAFE_NAMES = {f.__name__: f for f in (len, sum, min, max, abs, round, math.exp, math.log, math.sqrt)}
