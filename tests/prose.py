@@ -6,7 +6,8 @@ says — the reader sees it, and the notebook fails to run (nbval, the release r
 
     assert abs(a - b) < 1e-6, "the text above says both give the same number"
 
-A **checked claim** is an `assert` in an ungraded code cell whose message mentions "the text" (or "the sentence").
+A **checked claim** is an `assert` in an ungraded code cell whose message mentions "the text" (or "the sentence",
+"the recap").
 tests/test_prose.py requires at least one in every notebook whose prose states numbers.
 
     python -m tests.prose       prints, per notebook, the checked claims and the markdown cells that state numbers
@@ -24,7 +25,7 @@ import nbformat
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "solutions").glob("[0-9][0-9]_*/*.ipynb"))
 
-SAYS = re.compile(r"\bthe (text|sentence)\b", re.I)
+SAYS = re.compile(r"\bthe (text|sentence|recap)\b", re.I)
 # A number in running prose: digits that are not part of a heading, an exercise title, a points count, an
 # identifier, a code span, a formula, a notebook or bug reference.
 _STRIP = [
