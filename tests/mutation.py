@@ -2,11 +2,14 @@
 
 For a notebook of solutions/, one kernel runs the notebook top to bottom. At each answer cell that has variants
 (tests/mutants/nbNN.py), before the real answer runs, every variant is defined in its place and then judged twice:
-by the test cell's **visible** part (what `mmcourse validate` runs: the hidden block removed) and by the whole
-test cell (what grading runs). Then the real answer is defined again and the notebook goes on.
+by the **visible** part of its test cells (what `mmcourse validate` runs: the hidden blocks removed) and by the whole
+test cells (what grading runs). An answer's test cells are all the graded cells between it and the next answer cell
+(notebook 13's quiz is graded in two: the multiple-choice and the numeric answers); a variant passes when every one
+of them passes. Then the real answer is defined again and the notebook goes on.
 
     wrong variants   must fail the hidden tests at least; a mistake the instructions warn about (`warned=True`)
-                     must fail the VISIBLE tests, with a message that names it (`names`: a regex)
+                     must fail the VISIBLE tests, with a message that names it (`names`: a regex); with `loses`,
+                     it must lose the points of that test cell
     right variants   written differently from the solution; must pass both
 
     python -m tests.mutation [NOTEBOOK ...]     prints, per notebook, how many wrong answers each kind of test catches
@@ -44,12 +47,16 @@ class Result:
     names: str
     visible: Verdict
     hidden: Verdict
+    lost: tuple[str, ...] = ()  # grade ids of the test cells whose points the variant loses at grading
+    loses: str = ""  # the test cell whose points it must lose ("" when any will do)
 
     @property
     def ok(self) -> bool:
         """Did the tests judge this variant as they must?"""
         if self.right:
             return self.visible.passed and self.hidden.passed
+        if self.loses and self.loses not in self.lost:
+            return False
         if self.warned:
             return not self.visible.passed and bool(re.search(self.names, self.visible.message, re.S))
         return not self.hidden.passed
@@ -61,6 +68,20 @@ def visible_part(source: str) -> str:
                   source, flags=re.S | re.M)
 
 
+def pair_tests(cells) -> dict[str, list[int]]:
+    """{answer grade_id: indices of its test cells}: the graded cells after the answer cell, up to the next answer
+    cell (at least the first graded cell after it)."""
+    meta = [c.metadata.get("nbgrader", {}) for c in cells]
+    pairs = {}
+    for i, m in enumerate(meta):
+        if not m.get("solution"):
+            continue
+        later = [j for j in range(i + 1, len(cells)) if meta[j].get("grade")]
+        ends = next((j for j in range(i + 1, len(cells)) if meta[j].get("solution")), len(cells))
+        pairs[m["grade_id"]] = [j for j in later if j < ends] or later[:1]
+    return pairs
+
+
 def _run(client: NotebookClient, source: str, index: int) -> Verdict:
     cell = new_code_cell(source)
     client.execute_cell(cell, index)
@@ -68,6 +89,11 @@ def _run(client: NotebookClient, source: str, index: int) -> Verdict:
         if out.output_type == "error":
             return Verdict(False, f"{out.ename}: {out.evalue}")
     return Verdict(True, "")
+
+
+def _first_failure(verdicts: list[Verdict]) -> Verdict:
+    """Passed when every test cell passed; else the first failure's message."""
+    return next((v for v in verdicts if not v.passed), Verdict(True, ""))
 
 
 def run_mutants(name: str, mutants: dict) -> list[Result]:
@@ -79,10 +105,7 @@ def run_mutants(name: str, mutants: dict) -> list[Result]:
     unknown = sorted(set(mutants) - set(grade_ids))
     if unknown:
         raise KeyError(f"{name} has no answer cells {unknown}; check the grade ids in tests/mutants/nb{name[:2]}.py")
-    tests = {}  # answer grade_id → index of its test cell: the next graded cell after it
-    for answer in mutants:
-        i = grade_ids[answer]
-        tests[answer] = next(j for j in range(i + 1, len(cells)) if cells[j].metadata.get("nbgrader", {}).get("grade"))
+    tests = pair_tests(cells)  # answer grade_id → indices of its test cells
     results = []
     client = NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=True,
                             resources={"metadata": {"path": str(path.parent)}})
@@ -92,13 +115,16 @@ def run_mutants(name: str, mutants: dict) -> list[Result]:
                 continue
             answer = cell.metadata.get("nbgrader", {}).get("grade_id")
             if answer in mutants:
-                test = cells[tests[answer]].source
+                test_cells = [cells[j] for j in tests[answer]]
                 for right, variants in ((False, mutants[answer].wrong), (True, mutants[answer].right)):
                     for variant in variants:
                         defined = _run(client, variant.source, index)
                         assert defined.passed, f"{name} {answer} variant {variant.name!r} does not run: {defined.message}"
+                        visible = [_run(client, visible_part(t.source), index) for t in test_cells]
+                        hidden = [_run(client, t.source, index) for t in test_cells]
+                        lost = tuple(t.metadata.nbgrader["grade_id"] for t, v in zip(test_cells, hidden) if not v.passed)
                         results.append(Result(name, answer, variant.name, right, variant.warned, variant.names,
-                                              _run(client, visible_part(test), index), _run(client, test, index)))
+                                              _first_failure(visible), _first_failure(hidden), lost, variant.loses))
             real = _run(client, classroom.strip_solution_markers(cell.source), index)
             assert real.passed, f"{name} cell {index} fails in the mutation run: {real.message}"
     return results
@@ -128,7 +154,7 @@ def main(argv: list[str]) -> int:
     for r in results:
         if not r.ok:
             print(f"NOT AS REQUIRED: {r.notebook} {r.answer} {'right' if r.right else 'wrong'} {r.variant!r}: "
-                  f"visible {r.visible}, hidden {r.hidden}")
+                  f"visible {r.visible}, hidden {r.hidden}, points lost in {list(r.lost)}")
     return 0 if all(r.ok for r in results) else 1
 
 

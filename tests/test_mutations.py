@@ -7,8 +7,22 @@ from __future__ import annotations
 
 import pytest
 
+import nbformat
+
+from mmcourse import classroom
 from tests.mutants import MUTANTS
-from tests.mutation import run_mutants, table
+from tests.mutation import REPO, pair_tests, run_mutants, table
+
+
+@pytest.mark.parametrize("name", classroom.discover_assignments(REPO / "solutions"))
+def test_every_test_cell_judges_an_exercise_with_mutants(name):
+    """Every graded cell belongs to an answer cell whose variants it judges — notebook 13's quiz has two."""
+    cells = nbformat.read(classroom.notebook_path(REPO, "solutions", name), as_version=4).cells
+    pairs = pair_tests(cells)
+    graded = [i for i, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("grade")]
+    assert sorted(j for tests in pairs.values() for j in tests) == graded, f"{name}: test cells paired {pairs}"
+    if pairs:
+        assert sorted(MUTANTS.get(name, {})) == sorted(pairs), f"{name}: exercises without mutants in tests/mutants/"
 
 
 @pytest.mark.parametrize("name", list(MUTANTS))

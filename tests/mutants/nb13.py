@@ -20,6 +20,9 @@ _KEY = {"sc01": "'B'", "sc02": "'A'", "sc03": "'C'", "sc04": "'D'", "sc05": "'A'
         "sc06": "64", "sc07": "20.09", "sc08": "0.333", "sc09": "500", "sc10": "'B'"}
 
 
+_CHOICE, _NUMERIC = "nb13_self_check_multiple_choice", "nb13_self_check_numeric"  # the quiz's two test cells
+
+
 def _answers(**changes) -> str:
     items = {**_KEY, **changes}
     return "def self_check_answers():\n    return {" + ", ".join(f"'{k}': {v}" for k, v in items.items()) + "}"
@@ -197,15 +200,27 @@ MUTANTS = {
                   "    total = np.array([len(set(m)) for m in mentioned])\n"
                   "    return float(bad.sum() / total.sum()), float((bad > 0).mean())"),
         ]),
-    "nb13_self_check_answers": Exercise(
+    "nb13_self_check_answers": Exercise(  # graded in two cells: the multiple-choice and the numeric answers
         wrong=[
-            subtle("sc01: the softmax flattens", _answers(sc01="'A'")),
-            subtle("sc02: the other mask convention (True = ignore)", _answers(sc02="'B'")),
-            subtle("sc03: the vision encoder trained too", _answers(sc03="'A'")),
-            subtle("sc04: outputs zeros", _answers(sc04="'A'")),
-            subtle("sc05: the whole row, as in CLIP's softmax", _answers(sc05="'B'")),
-            subtle("a number as a string", _answers(sc06="'64'")),
-            subtle("a lower-case letter", _answers(sc01="'b'")),
+            subtle("sc01: the softmax flattens", _answers(sc01="'A'"), loses=_CHOICE),
+            subtle("sc02: the other mask convention (True = ignore)", _answers(sc02="'B'"), loses=_CHOICE),
+            subtle("sc03: the vision encoder trained too", _answers(sc03="'A'"), loses=_CHOICE),
+            subtle("sc04: outputs zeros", _answers(sc04="'A'"), loses=_CHOICE),
+            subtle("sc05: the whole row, as in CLIP's softmax", _answers(sc05="'B'"), loses=_CHOICE),
+            subtle("sc06: the outer product without the appended 1s (7 × 7)", _answers(sc06="49"), loses=_NUMERIC),
+            subtle("sc07: 1 / 0.07, the initial scale, not e³", _answers(sc07="14.29"), loses=_NUMERIC),
+            subtle("sc08: two decimals, not three", _answers(sc08="0.33"), loses=_NUMERIC),
+            subtle("sc09: the 30-s window's 1500 states", _answers(sc09="1500"), loses=_NUMERIC),
+            subtle("sc10: random captions as negatives", _answers(sc10="'A'"), loses=_NUMERIC),
+            wrong("a number as a string", _answers(sc06="'64'"), names=r"sc06 must be a number", loses=_CHOICE),
+            wrong("a lower-case letter", _answers(sc01="'b'"), names=r"sc01 must be one of 'A', 'B', 'C', 'D'",
+                  loses=_CHOICE),
+            wrong("sc10 in lower case", _answers(sc10="'b'"), names=r"sc10 must be one of 'A', 'B', 'C', 'D'",
+                  loses=_NUMERIC),
+            wrong("NumPy numbers, not converted", _answers(sc07="__import__('numpy').round(__import__('numpy').exp(3), 2)"),
+                  names=r"sc07 must be a number", loses=_CHOICE),
+            wrong("sc10 left out", "def self_check_answers():\n    answers = " + _answers()[len("def self_check_answers():\n    return "):]
+                  + "\n    del answers['sc10']\n    return answers", names=r"the question ids"),
         ],
         right=[
             right("floats for the whole numbers, more decimals", _answers(sc06="64.0", sc07="20.0855", sc08="1 / 3",
@@ -213,5 +228,9 @@ MUTANTS = {
             right("built with dict() in another order", "def self_check_answers():\n"
                   "    answers = dict(sc10='B', sc09=500, sc08=round(1 / 3, 3), sc07=round(math.exp(3), 2), sc06=(7 + 1) ** 2)\n"
                   "    answers.update(zip(['sc01', 'sc02', 'sc03', 'sc04', 'sc05'], 'BACDA'))\n    return answers"),
+            right("NumPy computations converted with float() and int()", "def self_check_answers():\n    import numpy as np\n"
+                  "    return {'sc01': 'B', 'sc02': 'A', 'sc03': 'C', 'sc04': 'D', 'sc05': 'A', 'sc06': int(np.int64(8) ** 2),\n"
+                  "            'sc07': float(np.exp(3.0)), 'sc08': float(np.float64(1) / 3), 'sc09': int(np.int64(10 * 16000 // 160 // 2)),\n"
+                  "            'sc10': 'B'}"),
         ]),
 }
