@@ -87,6 +87,9 @@ def test_the_layout_names_each_image_token_s_place_before_it(tiny):
 
     assert image_layout(tiny.cfg) == "top left: <image> top right: <image> bottom left: <image> bottom right: <image>"
     assert tile_names(3)[:2] == ["row 1 col 1", "row 1 col 2"] and len(tile_names(3)) == 9
+    after = VLMConfig(tags_after=True)
+    assert image_layout(after) == ("<image> in the top left, <image> in the top right, <image> in the bottom left, "
+                                   "<image> in the bottom right")
     ids = tiny.example("<image>\nwhere is the red shape?", "top left")["input_ids"]
     first = ids.index(tiny.media["image"])
     before = tiny.tokenizer.decode(ids[first - 3:first])

@@ -195,9 +195,9 @@ def pretrain_tower(model: VisionLanguageModel, scenes: data.MultimodalScenes, st
     return losses
 
 
-def build(tier: str, seed: int, lora_rank: int) -> VisionLanguageModel:
+def build(tier: str, seed: int, lora_rank: int, tags_after: bool = False) -> VisionLanguageModel:
     llm, tokenizer = load_llm(tier)
-    cfg = VLMConfig(audio_width=384 if tier == "packaged" else 64, lora_rank=lora_rank)
+    cfg = VLMConfig(audio_width=384 if tier == "packaged" else 64, lora_rank=lora_rank, tags_after=tags_after)
     return VisionLanguageModel(llm, tokenizer, cfg, seed=seed)
 
 
@@ -210,7 +210,7 @@ def train(args) -> dict:
         torch.distributed.init_process_group("gloo")
         rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     _check_batch(args.batch, world)
-    model = build(args.tier, args.seed, 0 if args.freeze_llm else args.lora_rank)
+    model = build(args.tier, args.seed, 0 if args.freeze_llm else args.lora_rank, args.tags_after)
     hearing = Hearing(args.tier, args.seed, data.speech_backend(args.speech))
     scenes = data.MultimodalScenes(args.train_size, seed=args.seed, n_objects=(1, 2), audio=False)
     variants = range(args.audio_variants)
@@ -294,6 +294,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr2", type=float, default=1e-3)
     p.add_argument("--lora-rank", type=int, default=8)
     p.add_argument("--freeze-llm", action="store_true", help="stage 2 without LoRA: the LLM stays untouched")
+    p.add_argument("--tags-after", action="store_true", help="the layout '<image> in the top left, …' (place after)")
     p.add_argument("--train-size", type=int, default=20_000, help="scenes to draw training examples from")
     p.add_argument("--audio-variants", type=int, default=3, help="spoken variants (pauses, loudness) per text")
     p.add_argument("--speech", default="auto", choices=("auto", "espeak", "tones"))

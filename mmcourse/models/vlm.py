@@ -52,7 +52,8 @@ class VLMConfig:
     audio_stride: int = 16  # 16 neighbouring Whisper states (320 ms, about a word) → one LLM position
     audio_mode: str = "stack"
     lora_rank: int = 0  # 0: no LoRA (the LLM stays exactly as loaded)
-    tile_tags: bool = True  # write each image token's place in words before it ("top left: <image> …")
+    tile_tags: bool = True  # write each image token's place beside it in words
+    tags_after: bool = False  # the place after the token ("<image> in the top left, …"), else before ("top left: <image>")
 
     @property
     def grid(self) -> int:
@@ -78,6 +79,8 @@ def image_layout(cfg: VLMConfig) -> str:
     its place (cfg.tile_tags), or the single `<image>` that expand_placeholders widens to cfg.image_tokens."""
     if not cfg.tile_tags:
         return IMAGE_TOKEN
+    if cfg.tags_after:  # what, then where: the order of the captions ("a red circle in the top left")
+        return ", ".join(f"{IMAGE_TOKEN} in the {name}" for name in tile_names(cfg.grid))
     return " ".join(f"{name}: {IMAGE_TOKEN}" for name in tile_names(cfg.grid))
 
 
