@@ -33,6 +33,7 @@ def shipped_args(record: dict, steps: int | None) -> argparse.Namespace:
         if hasattr(args, key):
             setattr(args, key, value)
     args.out, args.loss_record, args.save_every, args.quiet = "", "", 0, True
+    args.resume = ""  # a run resumed from its stage-1 checkpoint is retrained from the start
     if steps is not None:
         args.stage1_steps, args.stage2_steps = min(steps, args.stage1_steps), 0
     return args

@@ -279,6 +279,27 @@ def test_training_is_deterministic_from_its_seed_and_each_stage_trains_its_parts
     assert not any(n.startswith("llm.") for n in frozen)
 
 
+def test_resuming_from_the_stage_1_checkpoint_gives_the_full_run_s_weights_to_the_bit(tmp_path):
+    from safetensors.torch import load_file
+
+    from mmcourse.models.train_vlm import main as train_main
+
+    common = ["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4",
+              "--stage1-steps", "2", "--batch", "2", "--quiet"]
+    full, again = tmp_path / "full.safetensors", tmp_path / "again.safetensors"
+    train_main([*common, "--stage2-steps", "3", "--out", str(full)])
+    train_main([*common, "--stage2-steps", "3", "--out", str(again), "--resume", str(full.with_suffix(".stage1.safetensors"))])
+    a, b = load_file(full), load_file(again)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    first, second = (json.loads(f.with_suffix(".json").read_text()) for f in (full, again))
+    assert first["loss"] == second["loss"] and len(second["loss"]["2"]) == 3
+    assert second["resumed_from"]["file"] == "full.stage1.safetensors" and "resumed_from" not in first
+    with pytest.raises(ValueError, match=r"--lr1 0.001 there, 0.002 here"):
+        train_main([*common, "--lr1", "2e-3", "--stage2-steps", "1", "--resume", str(full.with_suffix(".stage1.safetensors"))])
+    with pytest.raises(FileNotFoundError, match="stage1.safetensors file a run of this script wrote"):
+        train_main([*common, "--resume", str(tmp_path / "nothing.safetensors")])
+
+
 def test_saved_weights_load_back_exactly(tmp_path):
     from mmcourse.models.capstone import load_capstone
     from mmcourse.models.train_vlm import build

@@ -22,6 +22,7 @@ all processes, so N processes give the loss curve and update of one process with
 
     python -m mmcourse.models.train_vlm --tier packaged --out mmcourse/models/weights/capstone.safetensors
     torchrun --nproc_per_node 2 -m mmcourse.models.train_vlm --tier tiny --stage0-steps 3 --stage1-steps 3 --stage2-steps 3
+    python -m mmcourse.models.train_vlm --resume run.stage1.safetensors --out run2.safetensors   (stage 2 again only)
 """
 
 from __future__ import annotations
@@ -217,13 +218,16 @@ def train(args) -> dict:
     hearing.precompute(variants)
     record = {"args": vars(args), "world_size": world, "threads": torch.get_num_threads(),
               "loss": {0: [], 1: [], 2: []}, "step_seconds": {1: [], 2: []}}
-    start = time.perf_counter()
-    record["loss"][0] = pretrain_tower(model, scenes, args.stage0_steps, args.stage0_batch, args.lr0, args.seed,
-                                       quiet=rank != 0 or args.quiet)
-    record["stage0_seconds"] = time.perf_counter() - start
+    if args.resume:
+        resume(model, record, args)
+    else:
+        start = time.perf_counter()
+        record["loss"][0] = pretrain_tower(model, scenes, args.stage0_steps, args.stage0_batch, args.lr0, args.seed,
+                                           quiet=rank != 0 or args.quiet)
+        record["stage0_seconds"] = time.perf_counter() - start
     for stage, steps, lr, tasks in ((1, args.stage1_steps, args.lr1, STAGE1_TASKS),
                                     (2, args.stage2_steps, args.lr2, STAGE2_TASKS)):
-        if steps == 0:
+        if steps == 0 or (stage == 1 and args.resume):
             continue
         params = set_stage(model, stage, args.freeze_llm)
         net = model if world == 1 else torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
@@ -263,8 +267,10 @@ def train(args) -> dict:
                 Path(args.loss_record).write_text(json.dumps(record))
             if rank == 0 and args.out and args.save_every and (step + 1) % args.save_every == 0:
                 _save(model, args.out, record)
-        if stage == 1 and rank == 0 and args.out:  # the aligned model, before instruction tuning (captions)
-            _save(model, Path(args.out).with_suffix(".stage1.safetensors"), record)
+        if stage == 1:  # the aligned model, before instruction tuning (captions): stage 2 starts from this file
+            model.load_trained(rounded(model.trained_state()))  # exactly what the file holds (see resume)
+            if rank == 0 and args.out:
+                _save(model, Path(args.out).with_suffix(".stage1.safetensors"), record)
     model.eval()
     if rank == 0 and args.out:
         _save(model, args.out, record)
@@ -272,6 +278,42 @@ def train(args) -> dict:
         torch.distributed.destroy_process_group()
     record["model"] = model
     return record
+
+
+def rounded(state: dict[str, torch.Tensor], dtype=torch.float16) -> dict[str, torch.Tensor]:
+    """The trained tensors as a saved file holds them (VisionLanguageModel.save stores float16)."""
+    return {k: v.detach().to(dtype) for k, v in state.items()}
+
+
+# What stages 0 and 1 depend on: a stage-1 checkpoint is resumed only by a run that agrees on all of them.
+STAGE1_ARGS = ("tier", "seed", "stage0_steps", "stage0_batch", "lr0", "stage1_steps", "batch", "lr1", "lora_rank",
+               "freeze_llm", "tags_after", "train_size", "audio_variants", "speech")
+
+
+def resume(model: VisionLanguageModel, record: dict, args) -> None:
+    """Start at stage 2 from a stage-1 checkpoint this script wrote (OUT.stage1.safetensors, its record beside it).
+
+    Stage 2 of a full run starts from the stage-1 weights rounded as the file stores them, so a resumed run gives
+    the weights of the full run to the bit, in the time of stage 2 alone. The earlier stages' losses and seconds
+    are copied from the checkpoint's record, which also names the file and its sha256."""
+    from mmcourse.models.capstone import read_weights
+    from mmcourse.packaged.pins import file_sha256
+
+    path = Path(args.resume)
+    _check_checkpoint(path)
+    saved = json.loads(_record_of(path).read_text())
+    _check_resumable(saved["args"], vars(args), path)
+    state, _ = read_weights(path)
+    model.load_trained(state)
+    for key in ("stage0_seconds",):
+        record[key] = saved[key]
+    record["loss"][0], record["loss"][1] = saved["loss"]["0"], saved["loss"]["1"]
+    record["step_seconds"][1] = saved["step_seconds"]["1"]
+    record["resumed_from"] = {"file": path.name, "sha256": file_sha256(path)}
+
+
+def _record_of(checkpoint: Path) -> Path:
+    return checkpoint.with_suffix(".json")
 
 
 def _save(model, out, record) -> None:
@@ -302,6 +344,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-record", default="", help="rewrite this JSON file with the losses after every step")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPUs with AVX-512 BF16, GPUs)")
     p.add_argument("--save-every", type=int, default=0, help="also save every N steps (a run cut short ships)")
+    p.add_argument("--resume", default="", help="start at stage 2 from OUT.stage1.safetensors of a run with the "
+                   "same stage 0-1 arguments (the same weights as the full run, in the time of stage 2)")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -313,6 +357,20 @@ def main(argv=None) -> None:
 
 
 # ---------------------------------------------------------------- checks (below the code they guard)
+
+
+def _check_checkpoint(path: Path) -> None:
+    if not path.is_file() or not _record_of(path).is_file():
+        raise FileNotFoundError(f"--resume {path}: give the .stage1.safetensors file a run of this script wrote "
+                                f"(its record {_record_of(path).name} must lie beside it)")
+
+
+def _check_resumable(saved: dict, now: dict, path: Path) -> None:
+    differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} there, {now[k]!r} here" for k in STAGE1_ARGS
+              if saved.get(k) != now[k]]
+    if differ:
+        raise ValueError(f"--resume {path.name}: that checkpoint was trained with other stage 0-1 arguments ("
+                         + "; ".join(differ) + "): pass the same ones, or train from the start without --resume")
 
 
 def _check_batch(batch: int, world: int) -> None:
