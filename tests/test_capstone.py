@@ -415,3 +415,31 @@ def test_the_reproduction_benchmark_retrains_a_run_to_the_bit(tmp_path, capsys):
     capstone_reproduce.main(["--weights", str(out), "--steps", "1"])
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("stage 1 loss"))
     assert row.split()[-1] == "False" and float(row.split()[-2]) > 5e-4
+
+
+def test_the_connector_benchmark_trains_each_condition_on_the_same_questions(tmp_path, capsys):
+    from benchmarks import capstone_connector
+    from mmcourse import data
+    from mmcourse.models.train_vlm import build, main as train_main
+
+    out = tmp_path / "run.safetensors"
+    train_main(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4",
+                "--stage1-steps", "1", "--stage2-steps", "0", "--batch", "2", "--quiet", "--out", str(out)])
+    capstone_connector.main(["--stage1", str(out.with_suffix(".stage1.safetensors")), "--steps", "2",
+                             "--eval-every", "1", "--n", "4", "--align-steps", "3"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[3:]]
+    assert [(r[0], r[1]) for r in rows] == [(c, s) for c in ("words", "image", "aligned") for s in "012"]
+    # step 0: the accuracies only; then the loss and the seconds; aligned rows add the alignment's error
+    assert [len(r) for r in rows] == [4, 6, 6] * 2 + [5, 7, 7]
+    # the words condition writes each quadrant's colour where the image tokens would go
+    scene = data.Scene(objects=(data.SceneObject("red", "circle", "large", 0), data.SceneObject("blue", "square", "small", 3)),
+                       asked=0)
+    assert capstone_connector.words_layout(scene) == "top left: red top right: nothing bottom left: nothing bottom right: blue"
+    # aligning pulls the image tokens towards the colour words' embeddings
+    model = build("tiny", 0, lora_rank=0)
+    scenes = data.MultimodalScenes(32, seed=0, n_objects=(1, 2), audio=False)
+    first = capstone_connector.align_to_words(model, scenes, 1, batch=16)
+    later = capstone_connector.align_to_words(model, scenes, 40, batch=16)
+    assert later < first / 2
+    with pytest.raises(SystemExit, match="unknown"):
+        capstone_connector.main(["--stage1", str(out), "--conditions", "pictures"])
