@@ -25,13 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.capstone import HELD_OUT_SEED, accuracy
 from benchmarks.common import machine, table
 from mmcourse import data
-from mmcourse.metrics import normalised_match
 from mmcourse.models.capstone import read_weights
 from mmcourse.models.train_vlm import build, make_example, pope_question, tile_targets
 
-HELD_OUT_SEED = 10_000
 TASKS = ("where_typed", "presence_typed", "pope")
 CONDITIONS = ("words", "image", "aligned")
 
@@ -53,7 +52,7 @@ def align_to_words(model, scenes: data.MultimodalScenes, steps: int, batch: int 
     → the last relative squared error (mean squared error ÷ the mean square of the embedding matrix)."""
     from mmcourse.encoding.vision import preprocess_images
 
-    table_ = torch.stack([word_embedding(model, w) for w in ("nothing", *data.COLORS)])  # (1 + colours, d)
+    words = torch.stack([word_embedding(model, w) for w in ("nothing", *data.COLORS)])  # (1 + colours, d)
     scale = model.llm.get_input_embeddings().weight.detach().pow(2).mean()
     optimizer = torch.optim.AdamW(model.image_projector.parameters(), lr=lr, weight_decay=0.0)
     model.image_projector.requires_grad_(True)
@@ -63,7 +62,7 @@ def align_to_words(model, scenes: data.MultimodalScenes, steps: int, batch: int 
         pixels = preprocess_images([scenes[int(i)]["image"] for i in indices], size=model.cfg.image_size)
         with torch.no_grad():
             features = model.image_features(pixels)
-        target = table_[tile_targets(scenes, indices, model.cfg.grid)[..., 0]]  # colour index 0 = nothing
+        target = words[tile_targets(scenes, indices, model.cfg.grid)[..., 0]]  # colour index 0 = nothing
         loss = F.mse_loss(model.image_projector(features), target) / scale
         loss.backward()
         optimizer.step()
@@ -109,7 +108,7 @@ def score(model, condition: str, held: data.MultimodalScenes) -> dict[str, float
                          for r in model.generate(batch, max_new_tokens=6)]
             else:
                 said += model.answer(pixels[i:i + 16], [question(s) for s in chunk], max_new_tokens=6)
-        out[kind] = 100.0 * np.mean([normalised_match(a, truth(s)) for a, s in zip(said, scenes)])
+        out[kind] = accuracy(said, [truth(s) for s in scenes])
     model.train()
     model.vision.eval()
     return out

@@ -23,7 +23,7 @@ import torch
 from benchmarks.common import machine, table
 from mmcourse.models.capstone import WEIGHTS, read_weights
 from mmcourse.models.train_vlm import parser as train_parser
-from mmcourse.models.train_vlm import train
+from mmcourse.models.train_vlm import rounded, train
 
 
 def shipped_args(record: dict, steps: int | None) -> argparse.Namespace:
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
                          f"{largest_gap(ours, theirs):.3g}", "identical": ours == theirs[:len(ours)]})
     if args.full:
         shipped, _ = read_weights(args.weights)
-        mine = {k: v.detach().to(torch.float16) for k, v in again["model"].trained_state().items()}
+        mine = rounded(again["model"].trained_state())
         gap = max(float((mine[k].float() - shipped[k].float()).abs().max()) for k in shipped)
         rows.append({"compared": f"{len(shipped)} trained tensors (float16)", "largest difference": f"{gap:.3g}",
                      "identical": all(torch.equal(mine[k], shipped[k]) for k in shipped)})

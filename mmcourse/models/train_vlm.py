@@ -305,8 +305,7 @@ def resume(model: VisionLanguageModel, record: dict, args) -> None:
     _check_resumable(saved["args"], vars(args), path)
     state, _ = read_weights(path)
     model.load_trained(state)
-    for key in ("stage0_seconds",):
-        record[key] = saved[key]
+    record["stage0_seconds"] = saved["stage0_seconds"]
     record["loss"][0], record["loss"][1] = saved["loss"]["0"], saved["loss"]["1"]
     record["step_seconds"][1] = saved["step_seconds"]["1"]
     record["resumed_from"] = {"file": path.name, "sha256": file_sha256(path)}
