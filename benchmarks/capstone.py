@@ -166,11 +166,19 @@ def training_rows(weights: Path) -> list[dict]:
         rows.append({"measure": "training stage 0 (the tower alone): steps, seconds, loss first → last",
                      "value": f"{len(tower)}, {record.get('stage0_seconds', float('nan')):.0f}, "
                               f"{tower[0]:.2f} → {tower[-1]:.2f}"})
+    anchors = record.get("anchor_error", {})
+    if anchors.get("start"):
+        rows.append({"measure": "training stage 1 begins, the anchors alone: steps, seconds, relative error first → last",
+                     "value": f"{len(anchors['start'])}, {record.get('anchor_seconds', float('nan')):.0f}, "
+                              f"{anchors['start'][0]:.3g} → {anchors['start'][-1]:.3g}"})
     for stage in ("1", "2"):
         secs, losses = record["step_seconds"].get(stage, []), record["loss"].get(stage, [])
         if secs:
             rows.append({"measure": f"training stage {stage}: steps, median s/step, loss first → last",
                          "value": f"{len(secs)}, {float(np.median(secs)):.1f}, {losses[0]:.2f} → {losses[-1]:.2f}"})
+        if anchors.get(stage):
+            rows.append({"measure": f"training stage {stage}: the anchors' relative error, median over the steps",
+                         "value": f"{float(np.median(anchors[stage])):.3g}"})
     return rows
 
 

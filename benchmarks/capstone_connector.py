@@ -2,7 +2,8 @@
 
     python -m benchmarks.capstone_connector --stage1 run.stage1.safetensors [--steps 150] [--n 48]
 
-From a stage-1 checkpoint of `train_vlm` (the tower after stage 0, the projectors after stage 1), LoRA alone trains
+From a stage-1 checkpoint of `train_vlm --tile-words 1 --anchor-steps 0 --anchor-weight 0` (the layout before anchors:
+one image token per tile, moved by captions alone; the tower after stage 0, the projectors after stage 1), LoRA alone trains
 on typed questions ("where is the red shape?", "is there a red shape?", POPE) for --steps steps; every condition
 sees the same examples in the same order and is scored on the same held-out scenes every --eval-every steps:
 
@@ -13,7 +14,9 @@ sees the same examples in the same order and is scored on the same held-out scen
               its quadrant's colour word (or "nothing"), then frozen: image tokens that lie where words lie
 
 Measured while building the capstone (2 cores, one thread each): words and aligned learn the questions within
-about 100 steps, image stays where looking without reading the question gets (see README, Capstone).
+about 100 steps, image stays where looking without reading the question gets (see README, Capstone). That is why
+train_vlm now anchors every tile's tokens to words (three per tile, its size, colour and shape) before and beside
+the captions.
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ def run(condition: str, stage1: str, steps: int, eval_every: int, n: int, align_
 
     state, cfg = read_weights(stage1)
     tier = "tiny" if cfg.audio_width == 64 else "packaged"
-    model = build(tier, 0, lora_rank=8, tags_after=cfg.tags_after)
+    model = build(tier, 0, lora_rank=8, tags_after=cfg.tags_after, tile_words=cfg.tile_words)
     model.load_trained({k: v for k, v in state.items() if not k.startswith("lora.")})
     for p in model.parameters():
         p.requires_grad_(False)

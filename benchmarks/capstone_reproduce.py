@@ -58,10 +58,13 @@ def main(argv=None) -> None:
     again = train(again_args)
     seconds = time.perf_counter() - start
     rows = []
-    for stage in ("0", "1", "2"):
-        ours, theirs = again["loss"][int(stage)], record["loss"].get(stage, [])
+    for stage, ours, theirs in (("stage 0 loss", again["loss"][0], record["loss"].get("0", [])),
+                                ("stage 1 anchors' error", again["anchor_error"]["start"],
+                                 record.get("anchor_error", {}).get("start", [])),
+                                ("stage 1 loss", again["loss"][1], record["loss"].get("1", [])),
+                                ("stage 2 loss", again["loss"][2], record["loss"].get("2", []))):
         if ours:
-            rows.append({"compared": f"stage {stage} loss, {len(ours)} steps", "largest difference":
+            rows.append({"compared": f"{stage}, {len(ours)} steps", "largest difference":
                          f"{largest_gap(ours, theirs):.3g}", "identical": ours == theirs[:len(ours)]})
     if args.full:
         shipped, _ = read_weights(args.weights)

@@ -74,7 +74,7 @@ def test_media_placeholders_are_single_special_tokens_past_the_embedding_matrix(
 def test_each_placeholder_becomes_exactly_n_positions_and_only_the_answer_has_labels(tiny):
     e = tiny.example("<image>\n<audio>", "top left", n_audio=[37])
     ids, labels = e["input_ids"], e["labels"]
-    assert ids.count(tiny.media["image"]) == tiny.cfg.image_tokens == 4
+    assert ids.count(tiny.media["image"]) == tiny.cfg.image_tokens == 4 * 3  # 4 tiles, 3 words each
     assert ids.count(tiny.media["audio"]) == -(-37 // tiny.cfg.audio_stride) == 3
     answer = [t for t in labels if t != IGNORE]
     assert tiny.tokenizer.decode(answer, skip_special_tokens=True) == "top left"
@@ -95,11 +95,13 @@ def test_the_layout_names_each_image_token_s_place_before_it(tiny):
     before = tiny.tokenizer.decode(ids[first - 3:first])
     assert before.replace(" ", "").startswith("topleft")
     image = [i for i, t in enumerate(ids) if t == tiny.media["image"]]
-    assert len(image) == 4 and image[1] - image[0] > 1  # words between the image tokens
+    tiles = [image[k:k + 3] for k in range(0, 12, 3)]  # each tile's 3 words in a row, words between the tiles
+    assert len(image) == 12 and all(t == list(range(t[0], t[0] + 3)) for t in tiles)
+    assert all(b[0] - a[-1] > 1 for a, b in zip(tiles, tiles[1:]))
     plain = VisionLanguageModel(tiny.llm, tiny.tokenizer, VLMConfig(audio_width=64, tile_tags=False))
     ids = plain.example("<image>\nwhere is the red shape?", "top left")["input_ids"]
     image = [i for i, t in enumerate(ids) if t == plain.media["image"]]
-    assert image == list(range(image[0], image[0] + 4))  # LLaVA's plain expansion: one run of 4
+    assert image == list(range(image[0], image[0] + 12))  # LLaVA's plain expansion: one run of 12
 
 
 def test_stage_0_targets_say_what_lies_under_each_image_token():
@@ -120,6 +122,42 @@ def test_stage_0_targets_say_what_lies_under_each_image_token():
                 assert targets[i, t].tolist() == want
         assert (targets[..., 0] > 0).sum(dim=1).tolist() == [len(scenes.scene(i).objects) * grid * grid // 4
                                                              for i in range(4)]
+
+
+def test_each_tile_s_tokens_are_anchored_to_the_llm_s_own_words_for_what_lies_there(tiny):
+    from mmcourse import data
+    from mmcourse.models.train_vlm import anchor_error, anchor_table, anchor_targets
+
+    table = anchor_table(tiny)
+    embeddings = tiny.llm.get_input_embeddings().weight
+
+    def word(w):
+        return embeddings[tiny.tokenizer(" " + w, add_special_tokens=False)["input_ids"]].mean(0)
+
+    assert [t.shape[0] for t in table] == [1 + len(data.SIZES), 1 + len(data.COLORS), 1 + len(data.SHAPES)]
+    scenes = data.MultimodalScenes(3, seed=0, n_objects=(1, 2), audio=False)
+    targets = anchor_targets(tiny, table, scenes, range(3))
+    assert targets.shape == (3, 12, embeddings.shape[1])
+    for i in range(3):
+        objects = {o.quadrant: o for o in scenes.scene(i).objects}
+        for tile in range(4):
+            o = objects.get(tile)
+            words = ["nothing"] * 3 if o is None else [o.size, o.color, o.shape]  # "a small red circle"
+            for k, w in enumerate(words):
+                torch.testing.assert_close(targets[i, 3 * tile + k], word(w))
+    from mmcourse.encoding.vision import preprocess_images
+
+    pixels = preprocess_images([scenes[i]["image"] for i in range(3)], size=64)
+    with torch.no_grad():
+        tokens = tiny.image_tokens(pixels)
+        error = anchor_error(tiny, table, pixels, targets)
+        assert anchor_error(tiny, table, pixels, tokens).abs().max() == 0  # tokens on their anchors: no error
+    scale = embeddings.pow(2).mean()
+    torch.testing.assert_close(error, (tokens - targets).pow(2).sum(dim=(1, 2)) / scale)
+    one = VisionLanguageModel(tiny.llm, tiny.tokenizer, VLMConfig(audio_width=64, tile_words=1))
+    assert [t.shape[0] for t in anchor_table(one)] == [1 + len(data.COLORS)]
+    with pytest.raises(ValueError, match="tile_words 2: train_vlm anchors 1 or 3 words per tile"):
+        anchor_table(VisionLanguageModel(tiny.llm, tiny.tokenizer, VLMConfig(audio_width=64, tile_words=2)))
 
 
 def test_the_example_is_the_chat_templated_conversation(tiny):
@@ -243,7 +281,7 @@ def _train(tmp_path, name, nproc=1, extra=()):
     log = tmp_path / f"{name}.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     args = ["-m", "mmcourse.models.train_vlm", "--tier", "tiny", "--speech", "tones", "--stage0-steps", "3",
-            "--stage0-batch", "4", "--stage1-steps", "3",
+            "--stage0-batch", "4", "--anchor-steps", "3", "--stage1-steps", "3",
             "--stage2-steps", "3", "--batch", "4", "--quiet", "--loss-record", str(log), *extra]
     cmd = [sys.executable, *args] if nproc == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
@@ -259,13 +297,16 @@ def test_two_gloo_processes_with_half_the_batch_each_follow_the_one_process_loss
     for stage in ("0", "1", "2"):  # stage 0 (the tower alone) runs the same in every process
         assert len(one["loss"][stage]) == 3
         np.testing.assert_allclose(two["loss"][stage], one["loss"][stage], rtol=1e-4, atol=1e-5)
+    for stage in ("start", "1", "2"):  # the anchors' error: the projector alone first, then beside the answers
+        assert len(one["anchor_error"][stage]) == 3
+        np.testing.assert_allclose(two["anchor_error"][stage], one["anchor_error"][stage], rtol=1e-4, atol=1e-5)
     assert one["loss"]["2"][-1] != one["loss"]["2"][0]  # it trains
 
 
 def test_training_is_deterministic_from_its_seed_and_each_stage_trains_its_parts():
     from mmcourse.models.train_vlm import build, parser, set_stage, train
 
-    args = parser().parse_args(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4",
+    args = parser().parse_args(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--anchor-steps", "3",
                                 "--stage1-steps", "2", "--stage2-steps", "2", "--batch", "2", "--quiet"])
     first, second = train(args), train(args)
     assert first["loss"] == second["loss"]
@@ -284,7 +325,7 @@ def test_resuming_from_the_stage_1_checkpoint_gives_the_full_run_s_weights_to_th
 
     from mmcourse.models.train_vlm import main as train_main
 
-    common = ["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4",
+    common = ["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--anchor-steps", "3",
               "--stage1-steps", "2", "--batch", "2", "--quiet"]
     full, again = tmp_path / "full.safetensors", tmp_path / "again.safetensors"
     train_main([*common, "--stage2-steps", "3", "--out", str(full)])
@@ -403,12 +444,12 @@ def test_the_reproduction_benchmark_retrains_a_run_to_the_bit(tmp_path, capsys):
     from mmcourse.models.train_vlm import main as train_main
 
     out = tmp_path / "run.safetensors"
-    train_main(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4",
+    train_main(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--anchor-steps", "3",
                 "--stage1-steps", "2", "--stage2-steps", "2", "--batch", "2", "--quiet", "--out", str(out)])
     capstone_reproduce.main(["--weights", str(out), "--full"])
     lines = capsys.readouterr().out.splitlines()
     rows = [line for line in lines if line.startswith("stage") or "trained tensors" in line]
-    assert len(rows) == 4 and all(line.split()[-1] == "True" for line in rows), lines
+    assert len(rows) == 5 and all(line.split()[-1] == "True" for line in rows), lines
     record = json.loads(out.with_suffix(".json").read_text())
     record["loss"]["1"][0] += 1e-3  # a record the script did not write is caught
     out.with_suffix(".json").write_text(json.dumps(record))
@@ -423,8 +464,9 @@ def test_the_connector_benchmark_trains_each_condition_on_the_same_questions(tmp
     from mmcourse.models.train_vlm import build, main as train_main
 
     out = tmp_path / "run.safetensors"
-    train_main(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4",
-                "--stage1-steps", "1", "--stage2-steps", "0", "--batch", "2", "--quiet", "--out", str(out)])
+    train_main(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--tile-words", "1",
+                "--anchor-steps", "0", "--anchor-weight", "0", "--stage1-steps", "1", "--stage2-steps", "0", "--batch", "2",
+                "--quiet", "--out", str(out)])  # captions alone move the image tokens: the layout before anchors
     capstone_connector.main(["--stage1", str(out.with_suffix(".stage1.safetensors")), "--steps", "2",
                              "--eval-every", "1", "--n", "4", "--align-steps", "3"])
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[3:]]
@@ -436,7 +478,7 @@ def test_the_connector_benchmark_trains_each_condition_on_the_same_questions(tmp
                        asked=0)
     assert capstone_connector.words_layout(scene) == "top left: red top right: nothing bottom left: nothing bottom right: blue"
     # aligning pulls the image tokens towards the colour words' embeddings
-    model = build("tiny", 0, lora_rank=0)
+    model = build("tiny", 0, lora_rank=0, tile_words=1)
     scenes = data.MultimodalScenes(32, seed=0, n_objects=(1, 2), audio=False)
     first = capstone_connector.align_to_words(model, scenes, 1, batch=16)
     later = capstone_connector.align_to_words(model, scenes, 40, batch=16)

@@ -528,15 +528,15 @@ def test_training_facts_against_formulas_and_published_counts():
     assert facts.smollm2_lora_model_trainable(8) == facts.smollm2_lora_parameters(8) == 460_800
     assert facts.smollm2_lora_model_trainable(4, ("q_proj", "k_proj")) == facts.smollm2_lora_parameters(4, ("q_proj", "k_proj"))
     assert facts.adam_bytes_per_parameter() == 16 and facts.adam_bytes_per_parameter("float64") == 32
-    # the capstone: its image projector (64·16 → 576 → 576) and its LoRA by the formula
-    assert facts.capstone_part_parameters("image_projector") == 1024 * 576 + 576 + 576 * 576 + 576
+    # the capstone: its image projector (64·16 → 576 → 3 · 576, three words per tile) and its LoRA by the formula
+    assert facts.capstone_part_parameters("image_projector") == 1024 * 576 + 576 + 576 * 3 * 576 + 3 * 576
     assert facts.capstone_part_parameters("lora") == 30 * 8 * (1152 + 768)
     assert facts.capstone_trainable_parameters(2) - facts.capstone_trainable_parameters(1) == 460_800
     # the tower trains in stage 0 only (train_vlm.set_stage freezes it after), the projectors from stage 1 on
     assert facts.capstone_trainable_parameters(0) == facts.capstone_part_parameters("vision")
     assert facts.capstone_trainable_parameters(1) == sum(facts.capstone_part_parameters(part)
                                                          for part in ("image_projector", "audio_projector"))
-    assert facts.capstone_image_tokens() == facts.pixel_shuffle_tokens(8, 4) == 4
+    assert facts.capstone_tiles() == facts.pixel_shuffle_tokens(8, 4) == 4 and facts.capstone_image_tokens() == 4 * 3
     with pytest.raises(ValueError, match="unknown part"):
         facts.capstone_part_parameters("llm")
 

@@ -662,7 +662,7 @@ def capstone_part_parameters(part: str) -> int:
         return _count(load_image_encoder("tiny", image_size=cfg.image_size, patch_size=cfg.patch_size,
                                          hidden_size=cfg.vision_width, num_hidden_layers=cfg.vision_layers).model)
     if part == "image_projector":
-        return _count(Projector(cfg.vision_width * cfg.shuffle ** 2, d, hidden=d))
+        return _count(Projector(cfg.vision_width * cfg.shuffle ** 2, d * cfg.tile_words, hidden=d))
     if part == "audio_projector":
         return _count(Projector(cfg.audio_width * cfg.audio_stride, d, hidden=d))
     if part == "lora":
@@ -679,8 +679,15 @@ def capstone_trainable_parameters(stage: int) -> int:
     return sum(capstone_part_parameters(part) for part in parts)
 
 
+def capstone_tiles() -> int:
+    """Tiles per image in the capstone: (64 px / 8 px patches / pixel shuffle 4)² (VLMConfig's defaults)."""
+    from mmcourse.models.vlm import VLMConfig
+
+    return VLMConfig().tiles
+
+
 def capstone_image_tokens() -> int:
-    """Image tokens per image in the capstone: (64 px / 8 px patches / pixel shuffle 4)² (VLMConfig's defaults)."""
+    """LLM positions per image in the capstone: its tiles × the 3 words of each (size, colour, shape)."""
     from mmcourse.models.vlm import VLMConfig
 
     return VLMConfig().image_tokens
@@ -724,7 +731,7 @@ FACTS = {f.__name__: f for f in (
     lora_parameters, smollm2_lora_parameters, projector_parameters, expanded_length,
     clip_vit_l14_336_parameters, vicuna_7b_parameters, llava15_projector_parameters, llava15_trainable_parameters,
     llava15_parameters, smollm2_lora_model_trainable, adam_bytes_per_parameter, gib, dpo_loss, dpo_reward,
-    capstone_part_parameters, capstone_trainable_parameters, capstone_image_tokens, capstone_task_kinds, pope_negative_kinds,
+    capstone_part_parameters, capstone_trainable_parameters, capstone_tiles, capstone_image_tokens, capstone_task_kinds, pope_negative_kinds,
     scene_vocabulary,
 )}
 SAFE_NAMES = {f.__name__: f for f in (len, sum, min, max, abs, round, math.exp, math.log, math.sqrt)}

@@ -2,15 +2,18 @@
 
     prompt  "<|im_start|>user\\n<image>\\nwhere is the red shape?<|im_end|>\\n<|im_start|>assistant\\n"
     layout  "top left: <image> top right: <image> bottom left: <image> bottom right: <image>\\nwhere is …"
-    ids     … <image> ×4 …                       each placeholder expanded to as many positions as its encoder yields
-    embeds  … image tokens (4, 576) …            the LLM's word embeddings, placeholder positions overwritten
+    ids     … <image> ×3 per tile …              each placeholder expanded to as many positions as its encoder yields
+    embeds  … image tokens (12, 576) …           the LLM's word embeddings, placeholder positions overwritten
     labels  -100 … -100  "top left<|im_end|>"    loss on the assistant's answer only
 
 The layout step names each image token's place in words, as SmolVLM/Idefics3 write `<row_1_col_1>` before each
 tile of a split image: the LLM then finds "the red one" among the image tokens and copies the words in front of
 it, something a pretrained LLM already does with text, instead of having to learn what the k-th position means.
+Each tile is 3 positions, which train_vlm anchors to the LLM's own embeddings of the words for what lies there
+(size, colour, shape, or "nothing"): image tokens that lie where words lie are read like words.
 
-    image (B, 3, 64, 64) → ViT (B, 1 + 64, 64) → drop [CLS], pixel_shuffle(4) (B, 4, 1024) → Projector → (B, 4, d)
+    image (B, 3, 64, 64) → ViT (B, 1 + 64, 64) → drop [CLS], pixel_shuffle(4) (B, 4 tiles, 1024)
+                         → Projector (B, 4, 3 · d) → each tile's 3 words in a row (B, 12, d)
     audio (T,) 16 kHz    → Whisper encoder (1500, 384) → the ⌈T / 320⌉ states that cover the clip
                          → downsample_frames(stride 16, stack) (⌈n / 16⌉, 6144) → Projector → (⌈n / 16⌉, d)
 
@@ -47,12 +50,13 @@ class VLMConfig:
     patch_size: int = 8  # → 8 × 8 = 64 patches
     vision_width: int = 64  # the tiny ViT's width
     vision_layers: int = 2
-    shuffle: int = 4  # pixel shuffle 4 × 4 → 4 image tokens of width 16 · 64 (one per quadrant of the scene)
+    shuffle: int = 4  # pixel shuffle 4 × 4 → 4 tiles of width 16 · 64 (one per quadrant of the scene)
     audio_width: int = 384  # Whisper tiny.en's encoder (the tiny tier's is 64)
     audio_stride: int = 16  # 16 neighbouring Whisper states (320 ms, about a word) → one LLM position
     audio_mode: str = "stack"
     lora_rank: int = 0  # 0: no LoRA (the LLM stays exactly as loaded)
     tile_tags: bool = True  # write each image token's place beside it in words
+    tile_words: int = 3  # LLM positions per tile: one each for its size, colour and shape words (train_vlm anchors them)
     tags_after: bool = False  # the place after the token ("<image> in the top left, …"), else before ("top left: <image>")
 
     @property
@@ -61,8 +65,14 @@ class VLMConfig:
         return self.image_size // self.patch_size // self.shuffle
 
     @property
-    def image_tokens(self) -> int:
+    def tiles(self) -> int:
+        """Tiles per image after pixel shuffle (2 × 2 = 4 on the default grid: the scene's quadrants)."""
         return self.grid ** 2
+
+    @property
+    def image_tokens(self) -> int:
+        """LLM positions per image: tile_words for each tile."""
+        return self.tiles * self.tile_words
 
 
 def tile_names(grid: int) -> list[str]:
@@ -75,8 +85,9 @@ def tile_names(grid: int) -> list[str]:
 
 
 def image_layout(cfg: VLMConfig) -> str:
-    """What one `<image>` in a user message becomes before tokenising: one `<image>` per image token, each after
-    its place (cfg.tile_tags), or the single `<image>` that expand_placeholders widens to cfg.image_tokens."""
+    """What one `<image>` in a user message becomes before tokenising: one `<image>` per tile, each after its place
+    (cfg.tile_tags; each widened to cfg.tile_words positions), or the single `<image>` that expand_placeholders
+    widens to cfg.image_tokens."""
     if not cfg.tile_tags:
         return IMAGE_TOKEN
     if cfg.tags_after:  # what, then where: the order of the captions ("a red circle in the top left")
@@ -100,7 +111,7 @@ class VisionLanguageModel(nn.Module):
             self.vision = load_image_encoder("tiny", image_size=cfg.image_size, patch_size=cfg.patch_size,
                                              hidden_size=cfg.vision_width, num_hidden_layers=cfg.vision_layers,
                                              seed=seed).model
-            self.image_projector = Projector(cfg.vision_width * cfg.shuffle ** 2, d, hidden=d)
+            self.image_projector = Projector(cfg.vision_width * cfg.shuffle ** 2, d * cfg.tile_words, hidden=d)
             stacked = cfg.audio_width * (cfg.audio_stride if cfg.audio_mode == "stack" else 1)
             self.audio_projector = Projector(stacked, d, hidden=d)
         for p in llm.parameters():
@@ -122,8 +133,10 @@ class VisionLanguageModel(nn.Module):
         return pixel_shuffle(patches, self.cfg.shuffle)
 
     def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """pixel_values (B, 3, S, S) float, normalised → (B, N, d): N = (S / P / shuffle)² tokens per image."""
-        return self.image_projector(self.image_features(pixel_values))
+        """pixel_values (B, 3, S, S) float, normalised → (B, N · k, d): N = (S / P / shuffle)² tiles per image, k =
+        cfg.tile_words positions per tile (the projector's output (B, N, k · d), each tile's k words in a row)."""
+        tiles = self.image_projector(self.image_features(pixel_values))  # (B, N, k · d)
+        return tiles.reshape(tiles.shape[0], -1, tiles.shape[-1] // self.cfg.tile_words)
 
     def audio_tokens(self, states: list[torch.Tensor]) -> list[torch.Tensor]:
         """Whisper states of each clip, (n_i, D_audio) → (⌈n_i / stride⌉, d) each."""
@@ -150,7 +163,7 @@ class VisionLanguageModel(nn.Module):
                     {"role": "user", "content": user.replace(IMAGE_TOKEN, image_layout(self.cfg))}]
         prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        per_mark = 1 if self.cfg.tile_tags else self.cfg.image_tokens  # positions each <image> id becomes
+        per_mark = self.cfg.tile_words if self.cfg.tile_tags else self.cfg.image_tokens  # positions per <image> id
         counts = {self.media["image"]: [per_mark] * ids.count(self.media["image"]),
                   self.media["audio"]: [self.audio_token_count(n) for n in n_audio]}
         ids = expand_placeholders(ids, counts)
@@ -244,8 +257,8 @@ class VisionLanguageModel(nn.Module):
     @torch.no_grad()
     def image_attention(self, batch: dict, layers: slice = slice(None)) -> torch.Tensor:
         """Where the LLM looks: the attention (averaged over heads and `layers`) from each row's last position
-        (where the answer's first token is predicted) to its image positions → (B, n image tokens). With the
-        default 4 × 4 pixel shuffle the 4 numbers are the scene's quadrants (reshape to 2 × 2 to draw them)."""
+        (where the answer's first token is predicted) to its image positions → (B, n image tokens), tile by tile
+        (reshape to (B, tiles, tile_words) and sum for one number per quadrant of the scene)."""
         base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
         previous = base.config._attn_implementation
         base.set_attn_implementation("eager")  # sdpa does not return its weights
