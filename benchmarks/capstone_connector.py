@@ -32,7 +32,7 @@ from benchmarks.capstone import HELD_OUT_SEED, accuracy
 from benchmarks.common import machine, table
 from mmcourse import data
 from mmcourse.models.capstone import read_weights
-from mmcourse.models.train_vlm import build, make_example, pope_question, tile_targets
+from mmcourse.models.train_vlm import build, make_example, pope_question, tile_targets, word_embedding
 
 TASKS = ("where_typed", "presence_typed", "pope")
 CONDITIONS = ("words", "image", "aligned")
@@ -42,12 +42,6 @@ def words_layout(scene: data.Scene) -> str:
     """The scene as the layout would show it, with each image token replaced by its quadrant's colour word."""
     by_quadrant = {o.quadrant: o.color for o in scene.objects}
     return " ".join(f"{name}: {by_quadrant.get(q, 'nothing')}" for q, name in enumerate(data.QUADRANTS))
-
-
-def word_embedding(model, word: str) -> torch.Tensor:
-    """The LLM's input embedding of ` word` (averaged if the tokenizer splits it) → (d,)."""
-    ids = model.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-    return model.llm.get_input_embeddings().weight[ids].detach().mean(0)
 
 
 def align_to_words(model, scenes: data.MultimodalScenes, steps: int, batch: int = 64, lr: float = 1e-3) -> float:

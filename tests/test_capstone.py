@@ -309,7 +309,9 @@ def test_training_is_deterministic_from_its_seed_and_each_stage_trains_its_parts
     args = parser().parse_args(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--anchor-steps", "3",
                                 "--stage1-steps", "2", "--stage2-steps", "2", "--batch", "2", "--quiet"])
     first, second = train(args), train(args)
-    assert first["loss"] == second["loss"]
+    assert first["loss"] == second["loss"] and first["anchor_error"] == second["anchor_error"]
+    anchors = first["anchor_error"]["start"]
+    assert len(anchors) == 3 and anchors[-1] < anchors[0]  # the projector alone moves towards its anchors
     model = build("tiny", 0, lora_rank=4)
     stage1 = {n for n, p in model.named_parameters() if p in set(set_stage(model, 1, freeze_llm=False))}
     assert stage1 == {n for n, _ in model.named_parameters() if n.split(".")[0] in ("image_projector", "audio_projector")}

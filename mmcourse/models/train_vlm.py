@@ -165,18 +165,20 @@ ANCHOR_ATTRIBUTES = {1: ("color",), 3: ("size", "color", "shape")}  # the words 
 NOTHING = "nothing"  # every word of an empty tile
 
 
+def word_embedding(model: VisionLanguageModel, word: str) -> torch.Tensor:
+    """The LLM's input embedding of ` word` → (d,): the mean of its pieces' rows if the tokenizer splits it."""
+    ids = model.tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+    return model.llm.get_input_embeddings().weight.detach()[ids].float().mean(0)
+
+
 def anchor_table(model: VisionLanguageModel) -> list[torch.Tensor]:
     """For each of a tile's k tokens, the LLM's input embeddings of the words it may be: (1 + n values, d), row 0
     "nothing", row 1 + i the i-th value of its attribute (data.COLORS, SHAPES, SIZES). A word of several pieces
     is the mean of their embeddings."""
     _check_tile_words(model.cfg.tile_words)
-    embeddings = model.llm.get_input_embeddings().weight.detach()
     values = {"color": data.COLORS, "shape": data.SHAPES, "size": data.SIZES}
-
-    def word(w: str) -> torch.Tensor:
-        return embeddings[model.tokenizer(" " + w, add_special_tokens=False)["input_ids"]].float().mean(0)
-
-    return [torch.stack([word(NOTHING)] + [word(v) for v in values[a]]) for a in ANCHOR_ATTRIBUTES[model.cfg.tile_words]]
+    return [torch.stack([word_embedding(model, w) for w in (NOTHING, *values[a])])
+            for a in ANCHOR_ATTRIBUTES[model.cfg.tile_words]]
 
 
 def anchor_targets(model: VisionLanguageModel, table: list[torch.Tensor], scenes: data.MultimodalScenes,
