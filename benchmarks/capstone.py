@@ -171,14 +171,20 @@ def training_rows(weights: Path) -> list[dict]:
         rows.append({"measure": "training stage 1 begins, the anchors alone: steps, seconds, relative error first → last",
                      "value": f"{len(anchors['start'])}, {record.get('anchor_seconds', float('nan')):.0f}, "
                               f"{anchors['start'][0]:.3g} → {anchors['start'][-1]:.3g}"})
+    heard = record.get("audio_anchor_error", {})
+    if heard.get("start"):
+        rows.append({"measure": "then the audio anchors alone: steps, seconds, relative error first → last",
+                     "value": f"{len(heard['start'])}, {record.get('audio_anchor_seconds', float('nan')):.0f}, "
+                              f"{heard['start'][0]:.3g} → {heard['start'][-1]:.3g}"})
     for stage in ("1", "2"):
         secs, losses = record["step_seconds"].get(stage, []), record["loss"].get(stage, [])
         if secs:
             rows.append({"measure": f"training stage {stage}: steps, median s/step, loss first → last",
                          "value": f"{len(secs)}, {float(np.median(secs)):.1f}, {losses[0]:.2f} → {losses[-1]:.2f}"})
         if anchors.get(stage):
-            rows.append({"measure": f"training stage {stage}: the anchors' relative error, median over the steps",
-                         "value": f"{float(np.median(anchors[stage])):.3g}"})
+            rows.append({"measure": f"training stage {stage}: the anchors' relative error (image / audio), median",
+                         "value": f"{float(np.median(anchors[stage])):.3g} / "
+                                  f"{float(np.median(heard.get(stage) or [float('nan')])):.3g}"})
     return rows
 
 

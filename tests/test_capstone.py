@@ -160,6 +160,36 @@ def test_each_tile_s_tokens_are_anchored_to_the_llm_s_own_words_for_what_lies_th
         anchor_table(VisionLanguageModel(tiny.llm, tiny.tokenizer, VLMConfig(audio_width=64, tile_words=2)))
 
 
+def test_each_audio_token_is_anchored_to_the_word_it_hears(tiny, monkeypatch):
+    from mmcourse import data
+    from mmcourse.models.train_vlm import Hearing, audio_anchor_error, audio_anchors, word_embedding
+
+    hearing = Hearing("tiny", 0, "tones")
+    text = "where is the red shape"
+    lead = np.zeros(int(0.7 * data.SAMPLE_RATE), dtype=np.float32)  # 0.7 s of silence, then the words
+    monkeypatch.setattr(hearing, "wave", lambda t, v: np.concatenate([lead, data.speak(t, "tones")]))
+    heard = hearing.heard_words(text, 0, stride=16)
+    assert len(heard) == -(-len(hearing.states(text, 0)) // 16)  # one per audio token (16 states = 0.32 s)
+    assert heard[:2] == [None, None] and None not in heard[3:]  # 0–0.64 s: nothing is heard yet
+    spans = data.word_spans(text, hearing.wave(text, 0), "tones")
+    words = [w for w in heard if w is not None]
+    assert words == sorted(words) and 3 in words  # in order; "red" is heard
+    assert {i for i, (start, end) in enumerate(spans) if end - start >= 0.32} <= set(words)  # a word of a window or more
+    for j, w in enumerate(heard[2:], start=2):  # the word a token hears is the one it overlaps most
+        overlap = [min((j + 1) * 0.32, end) - max(j * 0.32, start) for start, end in spans]
+        assert w == int(np.argmax(overlap))
+    targets, mask = audio_anchors(tiny, hearing, text, 0)
+    assert mask.tolist() == [w is not None for w in heard]
+    for j, w in enumerate(heard):
+        if w is not None:
+            torch.testing.assert_close(targets[j], word_embedding(tiny, text.split()[w]))
+    with torch.no_grad():
+        tokens = tiny.audio_tokens([hearing.states(text, 0)])[0]
+        error = audio_anchor_error(tiny, hearing, [(text, 0)])
+    scale = tiny.llm.get_input_embeddings().weight.pow(2).mean() * tokens.shape[1]
+    torch.testing.assert_close(error[0], (tokens[mask] - targets[mask]).pow(2).sum(-1).mean() / scale)
+
+
 def test_the_example_is_the_chat_templated_conversation(tiny):
     tok = tiny.tokenizer
     e = tiny.example("where is the red shape?", "top left", n_images=0)
@@ -281,7 +311,7 @@ def _train(tmp_path, name, nproc=1, extra=()):
     log = tmp_path / f"{name}.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     args = ["-m", "mmcourse.models.train_vlm", "--tier", "tiny", "--speech", "tones", "--stage0-steps", "3",
-            "--stage0-batch", "4", "--anchor-steps", "3", "--stage1-steps", "3",
+            "--stage0-batch", "4", "--anchor-steps", "3", "--audio-anchor-steps", "3", "--stage1-steps", "3",
             "--stage2-steps", "3", "--batch", "4", "--quiet", "--loss-record", str(log), *extra]
     cmd = [sys.executable, *args] if nproc == 1 else \
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
@@ -297,21 +327,23 @@ def test_two_gloo_processes_with_half_the_batch_each_follow_the_one_process_loss
     for stage in ("0", "1", "2"):  # stage 0 (the tower alone) runs the same in every process
         assert len(one["loss"][stage]) == 3
         np.testing.assert_allclose(two["loss"][stage], one["loss"][stage], rtol=1e-4, atol=1e-5)
-    for stage in ("start", "1", "2"):  # the anchors' error: the projector alone first, then beside the answers
-        assert len(one["anchor_error"][stage]) == 3
-        np.testing.assert_allclose(two["anchor_error"][stage], one["anchor_error"][stage], rtol=1e-4, atol=1e-5)
+    for key in ("anchor_error", "audio_anchor_error"):
+        for stage in ("start", "1", "2"):  # the anchors' error: the projector alone first, then beside the answers
+            assert len(one[key][stage]) == 3
+            np.testing.assert_allclose(two[key][stage], one[key][stage], rtol=1e-4, atol=1e-5)
     assert one["loss"]["2"][-1] != one["loss"]["2"][0]  # it trains
 
 
 def test_training_is_deterministic_from_its_seed_and_each_stage_trains_its_parts():
     from mmcourse.models.train_vlm import build, parser, set_stage, train
 
-    args = parser().parse_args(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--anchor-steps", "3",
+    args = parser().parse_args(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--anchor-steps", "3", "--audio-anchor-steps", "3",
                                 "--stage1-steps", "2", "--stage2-steps", "2", "--batch", "2", "--quiet"])
     first, second = train(args), train(args)
     assert first["loss"] == second["loss"] and first["anchor_error"] == second["anchor_error"]
-    anchors = first["anchor_error"]["start"]
-    assert len(anchors) == 3 and anchors[-1] < anchors[0]  # the projector alone moves towards its anchors
+    assert first["audio_anchor_error"] == second["audio_anchor_error"]
+    for anchors in (first["anchor_error"]["start"], first["audio_anchor_error"]["start"]):
+        assert len(anchors) == 3 and anchors[-1] < anchors[0]  # each projector alone moves towards its anchors
     model = build("tiny", 0, lora_rank=4)
     stage1 = {n for n, p in model.named_parameters() if p in set(set_stage(model, 1, freeze_llm=False))}
     assert stage1 == {n for n, _ in model.named_parameters() if n.split(".")[0] in ("image_projector", "audio_projector")}
@@ -327,7 +359,7 @@ def test_resuming_from_the_stage_1_checkpoint_gives_the_full_run_s_weights_to_th
 
     from mmcourse.models.train_vlm import main as train_main
 
-    common = ["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--anchor-steps", "3",
+    common = ["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--anchor-steps", "3", "--audio-anchor-steps", "3",
               "--stage1-steps", "2", "--batch", "2", "--quiet"]
     full, again = tmp_path / "full.safetensors", tmp_path / "again.safetensors"
     train_main([*common, "--stage2-steps", "3", "--out", str(full)])
@@ -337,6 +369,17 @@ def test_resuming_from_the_stage_1_checkpoint_gives_the_full_run_s_weights_to_th
     first, second = (json.loads(f.with_suffix(".json").read_text()) for f in (full, again))
     assert first["loss"] == second["loss"] and len(second["loss"]["2"]) == 3
     assert second["resumed_from"]["file"] == "full.stage1.safetensors" and "resumed_from" not in first
+    stage1 = full.with_suffix(".stage1.json")  # a checkpoint older than --audio-anchor-steps: it names none (0)
+    saved = json.loads(stage1.read_text())
+    del saved["args"]["audio_anchor_steps"], saved["audio_anchor_seconds"], saved["audio_anchor_error"]
+    stage1.write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"--audio-anchor-steps 0 there, 3 here"):
+        train_main([*common, "--stage2-steps", "1", "--resume", str(full.with_suffix(".stage1.safetensors"))])
+    cut = common.index("--audio-anchor-steps")
+    old = tmp_path / "old.safetensors"
+    train_main([*common[:cut], *common[cut + 2:], "--stage2-steps", "1", "--out", str(old),
+                "--resume", str(full.with_suffix(".stage1.safetensors"))])
+    assert json.loads(old.with_suffix(".json").read_text())["audio_anchor_error"] == {"start": [], "1": [], "2": []}
     with pytest.raises(ValueError, match=r"--lr1 0.001 there, 0.002 here"):
         train_main([*common, "--lr1", "2e-3", "--stage2-steps", "1", "--resume", str(full.with_suffix(".stage1.safetensors"))])
     with pytest.raises(FileNotFoundError, match="stage1.safetensors file a run of this script wrote"):
@@ -446,12 +489,26 @@ def test_the_reproduction_benchmark_retrains_a_run_to_the_bit(tmp_path, capsys):
     from mmcourse.models.train_vlm import main as train_main
 
     out = tmp_path / "run.safetensors"
-    train_main(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--anchor-steps", "3",
-                "--stage1-steps", "2", "--stage2-steps", "2", "--batch", "2", "--quiet", "--out", str(out)])
-    capstone_reproduce.main(["--weights", str(out), "--full"])
+    common = ["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--anchor-steps", "3",
+              "--audio-anchor-steps", "3", "--stage1-steps", "2", "--stage2-steps", "2", "--batch", "2"]
+    train_main([*common, "--quiet", "--out", str(out)])
+    capstone_reproduce.main(["--weights", str(out), "--full", "--n", "4"])
     lines = capsys.readouterr().out.splitlines()
     rows = [line for line in lines if line.startswith("stage") or "trained tensors" in line]
-    assert len(rows) == 5 and all(line.split()[-1] == "True" for line in rows), lines
+    assert len(rows) == 6 and all(line.split()[-1] == "True" for line in rows), lines
+    accuracies = [line.split() for line in lines if line.startswith("accuracy (%)")]
+    assert len(accuracies) == 12, lines  # 2 kinds × 4 conditions, the caption, 3 POPE splits
+    assert all(r[-3] == "True" and r[-1] == r[-2] and r[-4] == "0.0" for r in accuracies), lines
+    # a run trained elsewhere with the same arguments is compared without retraining; other arguments are refused
+    again = tmp_path / "again.safetensors"
+    train_main([*common, "--quiet", "--out", str(again)])
+    capstone_reproduce.main(["--weights", str(out), "--retrained", str(again), "--n", "0"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "trained elsewhere (again.safetensors" in lines[0]
+    assert [line.split()[-1] for line in lines if line.startswith("stage") or "trained tensors" in line] == ["True"] * 6
+    train_main([*common[:-2], "--batch", "4", "--quiet", "--out", str(again)])
+    with pytest.raises(ValueError, match="--batch 4 there, 2 in the shipped run"):
+        capstone_reproduce.main(["--weights", str(out), "--retrained", str(again), "--n", "0"])
     record = json.loads(out.with_suffix(".json").read_text())
     record["loss"]["1"][0] += 1e-3  # a record the script did not write is caught
     out.with_suffix(".json").write_text(json.dumps(record))
@@ -467,7 +524,7 @@ def test_the_connector_benchmark_trains_each_condition_on_the_same_questions(tmp
 
     out = tmp_path / "run.safetensors"
     train_main(["--tier", "tiny", "--speech", "tones", "--stage0-steps", "2", "--stage0-batch", "4", "--tile-words", "1",
-                "--anchor-steps", "0", "--anchor-weight", "0", "--stage1-steps", "1", "--stage2-steps", "0", "--batch", "2",
+                "--anchor-steps", "0", "--audio-anchor-steps", "0", "--anchor-weight", "0", "--stage1-steps", "1", "--stage2-steps", "0", "--batch", "2",
                 "--quiet", "--out", str(out)])  # captions alone move the image tokens: the layout before anchors
     capstone_connector.main(["--stage1", str(out.with_suffix(".stage1.safetensors")), "--steps", "2",
                              "--eval-every", "1", "--n", "4", "--align-steps", "3"])

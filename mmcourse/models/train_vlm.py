@@ -4,10 +4,11 @@
                             the colour, shape and size of what lies in its quadrant (or "nothing"); the heads are
                             thrown away. This stands in for CLIP's pre-training, which LLaVA takes as given.
     stage 1 (alignment)     first the image projector alone puts each tile's tokens where the LLM's own embeddings
-                            of the words for that tile lie ("small", "red", "circle", or "nothing": the anchors),
-                            then captions ("<image> Describe the image." → the caption) and transcripts ("<audio>
-                            What was said?" → the words): the two projectors train, the anchors kept as a second
-                            loss; the tower and the LLM are frozen
+                            of the words for that tile lie ("small", "red", "circle", or "nothing": the anchors;
+                            --audio-anchor-steps: the audio projector too, each audio token on the word it hears,
+                            the synthesiser knowing when each word is said), then captions ("<image> Describe the
+                            image." → the caption) and transcripts ("<audio> What was said?" → the words): the two
+                            projectors train, the anchors kept as a second loss; the tower and the LLM are frozen
     stage 2 (instructions)  questions about the scene, typed or spoken ("<image> <audio>" → "top left"), yes/no
                             questions (colour, and POPE-style "Is there a red circle in the image?"); loss on the
                             answer only; projectors and LoRA on the LLM's q/v train (--freeze-llm: no LoRA), the
@@ -20,7 +21,10 @@ this: trained from random weights through the frozen LLM (no stage 0), tower and
 Measured too: image tokens aligned by captions alone leave the LLM (with
 LoRA) at the looking-only baseline on "where is the red shape?", while the scene written in words is learnt in 100
 steps (benchmarks.capstone_connector); anchored to words, as SPAE and LQAE make images tokens of a frozen LLM's
-vocabulary, the image tokens are read like words.
+vocabulary, the image tokens are read like words. Measured for hearing: projected by transcripts alone, the
+audio tokens transcribe perfectly through the frozen LLM, yet after stage 2 the spoken questions stay at what
+looking without listening gets, on the training scenes and clips too; anchoring the audio tokens to words
+(--audio-anchor-steps 300, 12 variants) did not change that after 100 stage-2 steps and lost the transcripts.
 Hearing is the packaged Whisper tiny.en encoder, frozen; each spoken clip's states are computed once and kept.
 Deterministic from --seed: every example is a pure function of (seed, stage, step, slot).
 
@@ -29,7 +33,7 @@ slots r, r + N, … of every global batch, and the loss is the sum over answer t
 all processes, so N processes give the loss curve and update of one process with the whole batch.
 
     python -m mmcourse.models.train_vlm --tier packaged --out mmcourse/models/weights/capstone.safetensors
-    torchrun --nproc_per_node 2 -m mmcourse.models.train_vlm --tier tiny --stage0-steps 3 --anchor-steps 3 --stage1-steps 3 --stage2-steps 3
+    torchrun --nproc_per_node 2 -m mmcourse.models.train_vlm --tier tiny --stage0-steps 3 --anchor-steps 3 --audio-anchor-steps 3 --stage1-steps 3 --stage2-steps 3
     python -m mmcourse.models.train_vlm --resume run.stage1.safetensors --out run2.safetensors   (stage 2 again only)
 """
 
@@ -48,7 +52,8 @@ import torch.nn.functional as F
 
 from mmcourse import data
 from mmcourse.models.llm import load_llm
-from mmcourse.models.vlm import VisionLanguageModel, VLMConfig, whisper_states
+from mmcourse.fusion.compress import downsampled_length
+from mmcourse.models.vlm import HOP, VisionLanguageModel, VLMConfig, whisper_states
 
 DESCRIBE = "Describe the image."
 TRANSCRIBE = "What was said?"
@@ -88,14 +93,18 @@ class Hearing:
         from mmcourse.tiers import load_audio_encoder
 
         self.encoder, self.features = load_audio_encoder("packaged" if tier == "packaged" else "tiny")
-        self.seed, self.speech, self.cache = seed, speech, {}
+        self.seed, self.speech, self.cache, self.anchor_cache = seed, speech, {}, {}
+
+    @staticmethod
+    def texts() -> list[str]:
+        """Every spoken question: both kinds, every colour."""
+        return [f"{kind} {color} shape" for color in data.COLORS for kind in ("where is the", "is there a")]
 
     def precompute(self, variants) -> None:
         """Encode every spoken question once (all colours, both kinds, every variant) before training starts."""
-        for color in data.COLORS:
-            for text in (f"where is the {color} shape", f"is there a {color} shape"):
-                for variant in variants:
-                    self.states(text, variant)
+        for text in self.texts():
+            for variant in variants:
+                self.states(text, variant)
 
     def wave(self, text: str, variant: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, zlib.crc32(text.encode()), variant])
@@ -106,6 +115,26 @@ class Hearing:
         if key not in self.cache:
             self.cache[key] = whisper_states(self.encoder, self.features, torch.from_numpy(self.wave(text, variant)))
         return self.cache[key]
+
+    def anchors_of(self, model: VisionLanguageModel, text: str, variant: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """audio_anchors of the clip, computed once."""
+        key = (text, variant)
+        if key not in self.anchor_cache:
+            self.anchor_cache[key] = audio_anchors(model, self, text, variant)
+        return self.anchor_cache[key]
+
+    def heard_words(self, text: str, variant: int, stride: int) -> list[int | None]:
+        """Which word of `text` each audio token of its clip mostly hears: one index per token (a token is
+        `stride` Whisper states, stride × 20 ms), None for a token that hears only a pause. The synthesiser's own
+        word timings (data.word_spans) say where each word is: the alignment is known, not learnt."""
+        spans = data.word_spans(text, self.wave(text, variant), self.speech)
+        window = stride * HOP / data.SAMPLE_RATE  # seconds per audio token
+        heard = []
+        for j in range(downsampled_length(len(self.states(text, variant)), stride)):
+            overlap = [min((j + 1) * window, end) - max(j * window, start) for start, end in spans]
+            best = int(np.argmax(overlap))
+            heard.append(best if overlap[best] > 0 else None)
+        return heard
 
 
 def make_example(model: VisionLanguageModel, hearing: Hearing, scenes: data.MultimodalScenes, task: str,
@@ -126,7 +155,8 @@ def _make_example(model, hearing, scenes, task, index, rng, variants):
     if task == "transcribe":
         text = scene.question if rng.random() < 0.5 else scene.presence_question
         states = hearing.states(text, variant)
-        return model.example(f"<audio>\n{TRANSCRIBE}", text, n_audio=[len(states)], n_images=0), None, [states]
+        example = model.example(f"<audio>\n{TRANSCRIBE}", text, n_audio=[len(states)], n_images=0)
+        return {**example, "spoken": [(text, variant)]}, None, [states]
     if task == "pope":
         question, answer = pope_question(scene, rng)
         return model.example(f"<image>\n{question}", answer), image, []
@@ -136,7 +166,7 @@ def _make_example(model, hearing, scenes, task, index, rng, variants):
     if mode == "typed":
         return model.example(f"<image>\n{text}?", answer), image, []
     states = hearing.states(text, variant)
-    return model.example("<image>\n<audio>", answer, n_audio=[len(states)]), image, [states]
+    return {**model.example("<image>\n<audio>", answer, n_audio=[len(states)]), "spoken": [(text, variant)]}, image, [states]
 
 
 def batch_of(model, hearing, scenes, made: list[tuple]) -> dict:
@@ -236,6 +266,58 @@ def anchor_projector(model: VisionLanguageModel, scenes: data.MultimodalScenes, 
     return errors
 
 
+def audio_anchors(model: VisionLanguageModel, hearing: Hearing, text: str, variant: int) -> tuple[torch.Tensor,
+                                                                                                     torch.Tensor]:
+    """The anchors of a spoken clip's audio tokens: (n, d) the LLM's input embedding of the word each token mostly
+    hears (Hearing.heard_words), and (n,) bool, False for a token over a pause (it has no anchor)."""
+    heard = hearing.heard_words(text, variant, model.cfg.audio_stride)
+    words = text.lower().split()
+    rows = [word_embedding(model, words[j]) if j is not None else word_embedding(model, NOTHING) for j in heard]
+    return torch.stack(rows), torch.tensor([j is not None for j in heard])
+
+
+def audio_anchor_error(model: VisionLanguageModel, hearing: Hearing, clips: list[tuple[str, int]]) -> torch.Tensor:
+    """The audio tokens' relative distance to their anchors, as anchor_error's for the image: (clips,), each the
+    mean over its anchored tokens of the summed squared distance / (d · the LLM's mean squared embedding entry)."""
+    scale = model.llm.get_input_embeddings().weight.detach().float().pow(2).mean() * model.llm.config.hidden_size
+    tokens = model.audio_tokens([hearing.states(text, variant) for text, variant in clips])
+    errors = []
+    for (text, variant), mine in zip(clips, tokens):
+        targets, heard = hearing.anchors_of(model, text, variant)
+        errors.append((mine[heard] - targets[heard]).pow(2).sum(-1).mean() / scale)
+    return torch.stack(errors)
+
+
+def batch_audio_anchor_error(model, hearing, made: list[tuple]) -> tuple[torch.Tensor, int]:
+    """The audio anchors' loss on a training batch: (the relative error summed over its clips, how many clips)."""
+    clips = [clip for example, _, _ in made for clip in example.get("spoken", [])]
+    if not clips:
+        return torch.zeros(()), 0
+    return audio_anchor_error(model, hearing, clips).sum(), len(clips)
+
+
+def anchor_audio_projector(model: VisionLanguageModel, hearing: Hearing, variants: range, steps: int, lr: float,
+                           quiet: bool = False) -> list[float]:
+    """Stage 1's second part: the audio projector alone learns to put each audio token on the word it hears. Every
+    step sees every training clip (each spoken question in each variant: a few dozen), no LLM forward; every
+    process computes the same projector. → the relative error per step."""
+    from tqdm import tqdm
+
+    clips = [(text, variant) for text in hearing.texts() for variant in variants]
+    params = list(model.audio_projector.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    errors = []
+    for _ in tqdm(range(steps), desc="stage 1 (audio anchors)", disable=quiet):
+        loss = audio_anchor_error(model, hearing, clips).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        errors.append(float(loss.detach()))
+    return errors
+
+
 def tile_targets(scenes: data.MultimodalScenes, indices, grid: int) -> torch.Tensor:
     """What lies under each image token: (B, grid², 3) long — colour, shape, size of the object in the token's
     quadrant, each 1 + its index in data.COLORS / SHAPES / SIZES, or 0 for nothing."""
@@ -308,7 +390,8 @@ def train(args) -> dict:
     variants = range(args.audio_variants)
     hearing.precompute(variants)
     record = {"args": vars(args), "world_size": world, "threads": torch.get_num_threads(),
-              "loss": {0: [], 1: [], 2: []}, "step_seconds": {1: [], 2: []}, "anchor_error": {1: [], 2: []}}
+              "loss": {0: [], 1: [], 2: []}, "step_seconds": {1: [], 2: []}, "anchor_error": {1: [], 2: []},
+              "audio_anchor_error": {1: [], 2: []}}
     if args.resume:
         resume(model, record, args)
     else:
@@ -320,6 +403,11 @@ def train(args) -> dict:
         record["anchor_error"]["start"] = anchor_projector(model, scenes, args.anchor_steps, args.stage0_batch, args.lr1,
                                                            args.seed, quiet=rank != 0 or args.quiet)
         record["anchor_seconds"] = time.perf_counter() - start
+        if args.audio_anchor_steps:
+            start = time.perf_counter()
+            record["audio_anchor_error"]["start"] = anchor_audio_projector(
+                model, hearing, variants, args.audio_anchor_steps, args.lr1, quiet=rank != 0 or args.quiet)
+            record["audio_anchor_seconds"] = time.perf_counter() - start
     table = anchor_table(model)
     for stage, steps, lr, tasks in ((1, args.stage1_steps, args.lr1, STAGE1_TASKS),
                                     (2, args.stage2_steps, args.lr2, STAGE2_TASKS)):
@@ -345,23 +433,31 @@ def train(args) -> dict:
                                 enabled=args.bf16):
                 total, count = net(batch, loss=True)
                 anchored, n_images = batch_anchor_error(model, table, scenes, made, batch["images"])
-            n_all = torch.tensor([float(count), float(n_images)])
+                heard, n_clips = (batch_audio_anchor_error(model, hearing, made) if args.audio_anchor_steps
+                                  else (torch.zeros(()), 0))
+            n_all = torch.tensor([float(count), float(n_images), float(n_clips)])
             if world > 1:
                 torch.distributed.all_reduce(n_all)
             n_all = n_all.clamp(min=1)
             # DDP averages gradients over processes: scale by world so the result is the whole batch's mean
-            ((total / n_all[0] + args.anchor_weight * anchored / n_all[1]) * world).backward()
+            loss = total / n_all[0] + args.anchor_weight * anchored / n_all[1]
+            if args.audio_anchor_steps:
+                loss = loss + args.anchor_weight * heard / n_all[2]
+            (loss * world).backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
-            mean = torch.stack([total.detach() / n_all[0], anchored.detach() / n_all[1]])
+            mean = torch.stack([total.detach() / n_all[0], anchored.detach() / n_all[1], heard.detach() / n_all[2]])
             if world > 1:
                 torch.distributed.all_reduce(mean)
             record["loss"][stage].append(float(mean[0]))
             record["anchor_error"][stage].append(float(mean[1]))
+            if args.audio_anchor_steps:
+                record["audio_anchor_error"][stage].append(float(mean[2]))
             record["step_seconds"][stage].append(time.perf_counter() - start)
-            bar.set_postfix(loss=f"{float(mean[0]):.3f}", anchors=f"{float(mean[1]):.4f}")
+            bar.set_postfix(loss=f"{float(mean[0]):.3f}", anchors=f"{float(mean[1]):.4f}",
+                            **({"heard": f"{float(mean[2]):.4f}"} if args.audio_anchor_steps else {}))
             if args.loss_record and rank == 0:
                 Path(args.loss_record).write_text(json.dumps(record))
             if rank == 0 and args.out and args.save_every and (step + 1) % args.save_every == 0:
@@ -385,7 +481,8 @@ def rounded(state: dict[str, torch.Tensor], dtype=torch.float16) -> dict[str, to
 
 
 # What stages 0 and 1 depend on: a stage-1 checkpoint is resumed only by a run that agrees on all of them.
-STAGE1_ARGS = ("tier", "seed", "stage0_steps", "stage0_batch", "lr0", "anchor_steps", "anchor_weight", "tile_words",
+STAGE1_ARGS = ("tier", "seed", "stage0_steps", "stage0_batch", "lr0", "anchor_steps", "audio_anchor_steps",
+               "anchor_weight", "tile_words",
                "stage1_steps", "batch", "lr1", "lora_rank", "freeze_llm", "tags_after", "train_size", "audio_variants",
                "speech")
 
@@ -408,7 +505,10 @@ def resume(model: VisionLanguageModel, record: dict, args) -> None:
     record["stage0_seconds"], record["anchor_seconds"] = saved["stage0_seconds"], saved["anchor_seconds"]
     record["loss"][0], record["loss"][1] = saved["loss"]["0"], saved["loss"]["1"]
     record["step_seconds"][1] = saved["step_seconds"]["1"]
-    record["anchor_error"]["start"], record["anchor_error"][1] = (saved["anchor_error"][k] for k in ("start", "1"))
+    if "audio_anchor_seconds" in saved:
+        record["audio_anchor_seconds"] = saved["audio_anchor_seconds"]
+    for key in ("anchor_error", "audio_anchor_error"):
+        record[key]["start"], record[key][1] = saved.get(key, {}).get("start", []), saved.get(key, {}).get("1", [])
     record["resumed_from"] = {"file": path.name, "sha256": file_sha256(path)}
 
 
@@ -433,8 +533,11 @@ def parser() -> argparse.ArgumentParser:
                    help="LLM positions per image tile: 3 = its size, colour and shape words; 1 = its colour word")
     p.add_argument("--anchor-steps", type=int, default=1000, help="stage 1 begins: the image projector alone learns "
                    "the anchors (batches of --stage0-batch images, no LLM: seconds per hundred steps)")
-    p.add_argument("--anchor-weight", type=float, default=1000.0, help="the anchors' loss beside the answers' in "
-                   "stages 1 and 2 (0: captions alone move the image tokens after the first part)")
+    p.add_argument("--audio-anchor-steps", type=int, default=0, help="then the audio projector alone learns its "
+                   "anchors, each audio token on the word it hears (every training clip each step, no LLM), kept "
+                   "beside the answers like the image's; 0: none (measured: no better, see the README)")
+    p.add_argument("--anchor-weight", type=float, default=1000.0, help="the anchors' loss (image and audio) beside "
+                   "the answers' in stages 1 and 2 (0: the answers alone move the tokens after the anchors' parts)")
     p.add_argument("--stage1-steps", type=int, default=200)
     p.add_argument("--stage2-steps", type=int, default=600)
     p.add_argument("--batch", type=int, default=8, help="global batch (split across torchrun processes)")
@@ -472,8 +575,9 @@ def _check_checkpoint(path: Path) -> None:
 
 
 def _check_resumable(saved: dict, now: dict, path: Path) -> None:
-    differ = [f"--{k.replace('_', '-')} {saved.get(k)!r} there, {now[k]!r} here" for k in STAGE1_ARGS
-              if saved.get(k) != now[k]]
+    default = parser().get_default  # an argument newer than the checkpoint: it was trained with the default
+    differ = [f"--{k.replace('_', '-')} {saved.get(k, default(k))!r} there, {now[k]!r} here" for k in STAGE1_ARGS
+              if saved.get(k, default(k)) != now[k]]
     if differ:
         raise ValueError(f"--resume {path.name}: that checkpoint was trained with other stage 0-1 arguments ("
                          + "; ".join(differ) + "): pass the same ones, or train from the start without --resume")
