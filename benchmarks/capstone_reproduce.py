@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -90,19 +91,18 @@ def main(argv=None) -> None:
         rows.append({"compared": f"{len(shipped)} trained tensors (float16)", "largest difference": f"{gap:.3g}",
                      "identical": all(torch.equal(mine[k], shipped[k]) for k in shipped)})
         if args.n:
-            rows += accuracy_rows(record["args"]["tier"], args.weights, args.retrained or _saved(again, mine), args.n)
+            with tempfile.TemporaryDirectory(prefix="mmcourse-reproduce-") as folder:
+                retrained = args.retrained or _saved(again["model"], mine, Path(folder))
+                rows += accuracy_rows(record["args"]["tier"], args.weights, retrained, args.n)
     print(f"capstone reproduction · {how} · {threads} thread(s) (the record: {record.get('threads', 'not recorded')})"
           f" · {machine()} · {seconds:.0f} s")
     print(table(rows, ["compared", "largest difference", "identical"] + (["shipped", "retrained"] if whole else [])))
 
 
-def _saved(again: dict, state: dict) -> str:
-    """The retrained model in a temporary file, so that load_capstone reads it the way it reads the shipped one."""
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix="mmcourse-reproduce-"))
-    again["model"].load_trained(state)
-    again["model"].save(folder / "retrained.safetensors")
+def _saved(model, state: dict, folder: Path) -> str:
+    """The retrained model as a file in `folder`, so that load_capstone reads it the way it reads the shipped one."""
+    model.load_trained(state)
+    model.save(folder / "retrained.safetensors")
     return str(folder / "retrained.safetensors")
 
 
