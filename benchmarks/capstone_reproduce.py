@@ -125,9 +125,14 @@ def _accuracy(row: dict) -> tuple[str, float]:
     return row["measure"], float(row["value"])
 
 
+HOW_NOT_WHAT = ("out", "loss_record", "save_every", "quiet", "resume", "bf16")  # may differ between the two runs
+
+
 def _check_same_run(theirs: dict, ours: dict, path: str) -> None:
-    differ = [f"--{k.replace('_', '-')} {theirs.get(k)!r} there, {v!r} in the shipped run" for k, v in ours.items()
-              if k not in ("out", "loss_record", "save_every", "quiet", "resume") and theirs.get(k) != v]
+    default = train_parser().get_default  # an argument newer than a record: that run had its default
+    differ = [f"--{k.replace('_', '-')} {theirs.get(k, default(k))!r} there, {ours.get(k, default(k))!r} in the "
+              "shipped run" for k in sorted(set(theirs) | set(ours))
+              if k not in HOW_NOT_WHAT and theirs.get(k, default(k)) != ours.get(k, default(k))]
     if differ:
         raise ValueError(f"--retrained {path}: not trained with the shipped run's arguments (" + "; ".join(differ)
                          + "): retrain with those, or compare with --full")

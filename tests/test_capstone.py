@@ -509,6 +509,14 @@ def test_the_reproduction_benchmark_retrains_a_run_to_the_bit(tmp_path, capsys):
     train_main([*common[:-2], "--batch", "4", "--quiet", "--out", str(again)])
     with pytest.raises(ValueError, match="--batch 4 there, 2 in the shipped run"):
         capstone_reproduce.main(["--weights", str(out), "--retrained", str(again), "--n", "0"])
+    train_main([*common, "--quiet", "--bf16", "--out", str(again)])  # how it ran may differ, not what it trained
+    shipped = json.loads(out.with_suffix(".json").read_text())
+    del shipped["args"]["audio_anchor_steps"]  # a record older than the argument: it had the default, 0
+    out.with_suffix(".json").write_text(json.dumps(shipped))
+    with pytest.raises(ValueError, match=r"--audio-anchor-steps 3 there, 0 in the shipped run\)"):
+        capstone_reproduce.main(["--weights", str(out), "--retrained", str(again), "--n", "0"])
+    shipped["args"]["audio_anchor_steps"] = 3
+    out.with_suffix(".json").write_text(json.dumps(shipped))
     record = json.loads(out.with_suffix(".json").read_text())
     record["loss"]["1"][0] += 1e-3  # a record the script did not write is caught
     out.with_suffix(".json").write_text(json.dumps(record))
