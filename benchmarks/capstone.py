@@ -4,6 +4,7 @@
 
 On held-out scenes (a dataset seed training never used) and unseen spoken variants (pauses, loudness):
   - answer accuracy (normalised exact match): "where is the X shape" and "is there a X shape", typed and spoken
+    (a spoken question's reply begins with the question heard: how often that is the question, word for word)
   - caption exact match ("Describe the image.")
   - blind tests: the same questions with the image replaced by noise, or the spoken question by silence, against
     chance (1/4 for where, 1/2 for yes/no); and what looking without listening gets on "where": the quadrant of
@@ -42,13 +43,18 @@ TEXT_PROMPTS = ("What is the capital of France? Answer in one word.", "Name a pr
                 "What is 2 + 3?", "Say hello in French.")
 
 
-def answers(capstone, images, questions, audio=(), batch=16, max_new_tokens=8) -> list[str]:
+def answers(capstone, images, questions, audio=(), batch=16, max_new_tokens=8, heard=False) -> list:
+    """The answers (VisionLanguageModel.answer) in batches; heard=True: (what it heard, answer) pairs."""
     out = []
     for i in range(0, len(questions), batch):
         imgs = None if images is None else images[i:i + batch]
         clips = list(audio[i:i + batch]) if len(audio) else []
-        out += capstone.vlm.answer(imgs, questions[i:i + batch], audio=clips, max_new_tokens=max_new_tokens)
+        out += capstone.vlm.answer(imgs, questions[i:i + batch], audio=clips, max_new_tokens=max_new_tokens,
+                                   heard=heard)
     return out
+
+
+SPOKEN_TOKENS = 24  # "Heard: where is the yellow shape?" is about 10 tokens before the answer
 
 
 def accuracy(said, truth) -> float:
@@ -74,14 +80,17 @@ def evaluate(capstone, tier: str, n: int, seed: int = 0) -> list[dict]:
         typed = [t + "?" for t in texts]
         clips = [hearing.states(t, int(rng.choice(UNSEEN_VARIANTS))) for t in texts]
         silence = [torch.as_tensor(capstone.hear(np.zeros(len(c) * 320, dtype=np.float32))) for c in clips]
+        spoken = answers(capstone, pixels, [""] * n, clips, max_new_tokens=SPOKEN_TOKENS, heard=True)
         rows += [
             {"measure": f"{kind}: typed", "value": accuracy(answers(capstone, pixels, typed), truth), "chance": chance},
-            {"measure": f"{kind}: spoken", "value": accuracy(answers(capstone, pixels, [""] * n, clips), truth),
-             "chance": chance},
+            {"measure": f"{kind}: spoken", "value": accuracy([a for _, a in spoken], truth), "chance": chance},
+            {"measure": f"{kind}: spoken, the question heard word for word",
+             "value": accuracy([h or "" for h, _ in spoken], texts), "chance": 0.0, "example": spoken[0][0]},
             {"measure": f"{kind}: typed, image = noise", "value": accuracy(answers(capstone, noise, typed), truth),
              "chance": chance},
             {"measure": f"{kind}: spoken, audio = silence",
-             "value": accuracy(answers(capstone, pixels, [""] * n, silence), truth), "chance": chance},
+             "value": accuracy(answers(capstone, pixels, [""] * n, silence, max_new_tokens=SPOKEN_TOKENS), truth),
+             "chance": chance},
         ]
     # a model that looks but ignores the question names the quadrant of some object: right with 1 / (objects)
     rows.insert(1, {"measure": "where: the image alone (a guess among the scene's objects)", "chance": 25.0,

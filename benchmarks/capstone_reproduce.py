@@ -27,15 +27,14 @@ import torch
 from benchmarks.common import machine, table
 from mmcourse.models.capstone import WEIGHTS, read_weights
 from mmcourse.models.train_vlm import parser as train_parser
-from mmcourse.models.train_vlm import rounded, train
+from mmcourse.models.train_vlm import recorded, rounded, train
 
 
 def shipped_args(record: dict, steps: int | None) -> argparse.Namespace:
     """The training arguments of the shipped run (its record), cut to `steps` of stage 1 and none of stage 2."""
     args = train_parser().parse_args([])
-    for key, value in record["args"].items():
-        if hasattr(args, key):
-            setattr(args, key, value)
+    for key in vars(args):
+        setattr(args, key, recorded(record["args"], key))
     args.out, args.loss_record, args.save_every, args.quiet = "", "", 0, True
     args.resume = ""  # a run resumed from its stage-1 checkpoint is retrained from the start
     if steps is not None:
@@ -129,10 +128,8 @@ HOW_NOT_WHAT = ("out", "loss_record", "save_every", "quiet", "resume", "bf16")  
 
 
 def _check_same_run(theirs: dict, ours: dict, path: str) -> None:
-    default = train_parser().get_default  # an argument newer than a record: that run had its default
-    differ = [f"--{k.replace('_', '-')} {theirs.get(k, default(k))!r} there, {ours.get(k, default(k))!r} in the "
-              "shipped run" for k in sorted(set(theirs) | set(ours))
-              if k not in HOW_NOT_WHAT and theirs.get(k, default(k)) != ours.get(k, default(k))]
+    differ = [f"--{k.replace('_', '-')} {recorded(theirs, k)!r} there, {recorded(ours, k)!r} in the shipped run"
+              for k in sorted(set(theirs) | set(ours)) if k not in HOW_NOT_WHAT and recorded(theirs, k) != recorded(ours, k)]
     if differ:
         raise ValueError(f"--retrained {path}: not trained with the shipped run's arguments (" + "; ".join(differ)
                          + "): retrain with those, or compare with --full")

@@ -199,6 +199,40 @@ def test_the_example_is_the_chat_templated_conversation(tiny):
     assert full[:len(e["input_ids"])] == e["input_ids"]
 
 
+def test_a_spoken_question_is_answered_heard_first_and_the_answer_split_off(tiny, monkeypatch):
+    from mmcourse import data
+    from mmcourse.models.train_vlm import Hearing, make_example
+    from mmcourse.models.vlm import heard_first, split_heard
+
+    scenes = data.MultimodalScenes(2, seed=0, n_objects=(1, 2), audio=False)
+    hearing, tok = Hearing("tiny", 0, "tones"), tiny.tokenizer
+    ids = lambda text: tok(text + tok.eos_token, add_special_tokens=False)["input_ids"]  # noqa: E731
+    scene = scenes.scene(0)
+    where = data.QUADRANTS[scene.answer]
+    for reply, said in (("heard-first", f"Heard: {scene.question}?\n{where}"), ("answer", where)):
+        example, image, states = make_example(tiny, hearing, scenes, "where_spoken", 0, np.random.default_rng(0),
+                                              range(1), reply)
+        labelled = [t for t in example["labels"] if t != IGNORE]  # the loss is on the whole reply, the end mark too
+        assert labelled == ids(said) and image is not None and len(states) == 1
+    typed, _, _ = make_example(tiny, hearing, scenes, "where_typed", 0, np.random.default_rng(0), range(1))
+    assert [t for t in typed["labels"] if t != IGNORE] == ids(where)  # typed: the answer alone
+    with pytest.raises(ValueError, match="spoken_reply 'heard': use one of heard-first, answer"):
+        make_example(tiny, hearing, scenes, "where_spoken", 0, np.random.default_rng(0), range(1), "heard")
+    assert heard_first("is there a red shape", "no") == "Heard: is there a red shape?\nno"
+    assert split_heard("Heard: is there a red shape?\nno") == ("is there a red shape", "no")
+    assert split_heard("Heard: is there a red") == ("is there a red", "")  # cut off before its answer: no answer
+    assert split_heard(" top left ") == (None, "top left")  # a typed question's reply
+    # answer() splits the heard line off; heard=True keeps it beside the answer
+    decoded = iter(["Heard: where is the red shape?\ntop left", "no"])
+    monkeypatch.setattr(tiny.tokenizer, "decode", lambda ids, **kw: next(decoded))
+    pixels = torch.zeros(2, 3, 64, 64)
+    clips = [torch.zeros(40, 64), torch.zeros(40, 64)]
+    assert tiny.answer(pixels, ["", ""], audio=clips, max_new_tokens=1, heard=True) == \
+        [("where is the red shape", "top left"), (None, "no")]
+    decoded = iter(["Heard: where is the red shape?\ntop left", "no"])
+    assert tiny.answer(pixels, ["", ""], audio=clips, max_new_tokens=1) == ["top left", "no"]
+
+
 def test_expand_and_fill_placeholders():
     assert expand_placeholders([5, 9, 6, 9], {9: [3, 1]}) == [5, 9, 9, 9, 6, 9]
     embeds = torch.zeros(1, 4, 2)
@@ -416,7 +450,7 @@ def _files(tmp_path):
     return tmp_path / "scene.png", tmp_path / "q.wav"
 
 
-def test_mmcourse_ask_answers_about_any_image_file_typed_spoken_or_text_only(tmp_path, capsys):
+def test_mmcourse_ask_answers_about_any_image_file_typed_spoken_or_text_only(tmp_path, capsys, monkeypatch):
     from mmcourse.classroom.cli import main
 
     image, wav = _files(tmp_path)
@@ -425,6 +459,13 @@ def test_mmcourse_ask_answers_about_any_image_file_typed_spoken_or_text_only(tmp
         assert main(["ask", *argv, "--tier", "tiny", "--max-new-tokens", "3"]) == 0
         assert capsys.readouterr().out.strip()
     assert main(["ask", "--tier", "tiny"]) == 2
+    # a spoken question: the answer on stdout, what the model heard on stderr
+    from mmcourse.models.capstone import Capstone
+
+    monkeypatch.setattr(Capstone, "ask", lambda self, *a, heard=False, **k: ("where is the red shape", "top left"))
+    assert main(["ask", str(image), "--audio", str(wav), "--tier", "tiny"]) == 0
+    said = capsys.readouterr()
+    assert said.out == "top left\n" and said.err.endswith("heard: where is the red shape\n")
 
 
 @packaged_llm
@@ -497,7 +538,7 @@ def test_the_reproduction_benchmark_retrains_a_run_to_the_bit(tmp_path, capsys):
     rows = [line for line in lines if line.startswith("stage") or "trained tensors" in line]
     assert len(rows) == 6 and all(line.split()[-1] == "True" for line in rows), lines
     accuracies = [line.split() for line in lines if line.startswith("accuracy (%)")]
-    assert len(accuracies) == 12, lines  # 2 kinds × 4 conditions, the caption, 3 POPE splits
+    assert len(accuracies) == 14, lines  # 2 kinds × 5 (typed, spoken, heard, noise, silence), caption, 3 POPE
     assert all(r[-3] == "True" and r[-1] == r[-2] and r[-4] == "0.0" for r in accuracies), lines
     # a run trained elsewhere with the same arguments is compared without retraining; other arguments are refused
     again = tmp_path / "again.safetensors"
@@ -516,6 +557,11 @@ def test_the_reproduction_benchmark_retrains_a_run_to_the_bit(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"--audio-anchor-steps 3 there, 0 in the shipped run\)"):
         capstone_reproduce.main(["--weights", str(out), "--retrained", str(again), "--n", "0"])
     shipped["args"]["audio_anchor_steps"] = 3
+    del shipped["args"]["spoken_reply"]  # older than --spoken-reply: those runs answered a spoken question at once
+    out.with_suffix(".json").write_text(json.dumps(shipped))
+    with pytest.raises(ValueError, match=r"--spoken-reply 'heard-first' there, 'answer' in the shipped run\)"):
+        capstone_reproduce.main(["--weights", str(out), "--retrained", str(again), "--n", "0"])
+    shipped["args"]["spoken_reply"] = "heard-first"
     out.with_suffix(".json").write_text(json.dumps(shipped))
     record = json.loads(out.with_suffix(".json").read_text())
     record["loss"]["1"][0] += 1e-3  # a record the script did not write is caught

@@ -440,7 +440,8 @@ def add_ask(subparsers) -> None:
         "ask", help="ask the capstone LLM about an image, typed or spoken (or the plain LLM a question)",
         description="Answer a question about an image with the shipped capstone model (SmolLM2-135M + a trained "
                     "vision tower, projectors and LoRA). Any image file (resized and converted to RGB), a WAV at "
-                    "any common rate (resampled to 16 kHz). The first run converts the LLM once (~30-90 s).")
+                    "any common rate (resampled to 16 kHz). The answer goes to stdout; for a spoken question, what "
+                    "the model heard goes to stderr first. The first run converts the LLM once (~30-90 s).")
     parser.add_argument("image", nargs="?", help="an image file (PNG, JPEG, ...); leave out to ask the plain LLM")
     parser.add_argument("--question", default="", help='the typed question, e.g. "where is the red shape"')
     parser.add_argument("--audio", help="a WAV/FLAC file with the spoken question")
@@ -470,7 +471,10 @@ def run_ask(args: argparse.Namespace) -> int:
         question = args.question.strip()
         if question and not question.endswith("?") and image is not None:
             question += "?"  # as the model was trained
-        print(capstone.ask(image, question, audio=wave, max_new_tokens=args.max_new_tokens))
+        heard, answer = capstone.ask(image, question, audio=wave, max_new_tokens=args.max_new_tokens, heard=True)
+        if heard is not None:
+            print(f"heard: {heard}", file=sys.stderr)  # what the model wrote down before answering
+        print(answer)
     except (OSError, ValueError, ImportError) as err:
         print(f"mmcourse ask: {err}", file=sys.stderr)
         return 1

@@ -2,7 +2,8 @@
 
     capstone = load_capstone()                               # packaged SmolLM2 + weights/capstone.safetensors
     capstone.ask(image, "where is the red shape?")           # → "top left"
-    capstone.ask(image, audio=wave_16k)                      # a spoken question
+    capstone.ask(image, audio=wave_16k)                      # a spoken question → "top left"
+    capstone.ask(image, audio=wave_16k, heard=True)          # → ("where is the red shape", "top left")
     capstone.ask(None, "What is the capital of France?")     # the plain LLM (LoRA switched off)
 
 The weights are those `python -m mmcourse.models.train_vlm` wrote (its record, losses and step times, is
@@ -22,7 +23,7 @@ from mmcourse.models.llm import load_llm
 from mmcourse.models.vlm import VisionLanguageModel, VLMConfig, whisper_states
 
 WEIGHTS = Path(__file__).parent / "weights" / "capstone.safetensors"
-WEIGHTS_SHA256 = "10e7c521bf50d968a34fbf31a057cf80a19128dd261ae9f0b87371281427594f"  # the shipped training run (its record: weights/capstone.json)
+WEIGHTS_SHA256 = "7baf455889850e0d9b9618eba55f3183935ca071b4cbf7275bb5f2b3fc412dfa"  # the shipped training run (its record: weights/capstone.json)
 
 
 class Capstone:
@@ -35,19 +36,20 @@ class Capstone:
         """A 16 kHz mono clip (T,) → its Whisper states (⌈T / 320⌉, D)."""
         return whisper_states(self.encoder, self.features, torch.as_tensor(wave, dtype=torch.float32))
 
-    def ask(self, image=None, question: str = "", audio=None, max_new_tokens: int = 24) -> str:
+    def ask(self, image=None, question: str = "", audio=None, max_new_tokens: int = 24, heard: bool = False):
         """One answer. image: anything mmcourse.encoding.preprocess_images reads (PIL, array, tensor) or None;
-        audio: a 16 kHz clip or None. With neither, the untouched LLM answers the question (LoRA off)."""
+        audio: a 16 kHz clip or None. With neither, the untouched LLM answers the question (LoRA off).
+        heard=True: (the question it heard from the clip, or None; the answer) (VisionLanguageModel.answer)."""
         from mmcourse.encoding.vision import preprocess_images
 
         if image is None and audio is None:
             if not question.strip():
                 raise ValueError("ask needs a question, an image or a clip")
             with self.plain_llm():
-                return self.vlm.answer(None, question, max_new_tokens=max_new_tokens)[0]
+                return self.vlm.answer(None, question, max_new_tokens=max_new_tokens, heard=heard)[0]
         pixels = None if image is None else preprocess_images(image, size=self.vlm.cfg.image_size)
         states = [] if audio is None else [self.hear(audio)]
-        return self.vlm.answer(pixels, question, audio=states, max_new_tokens=max_new_tokens)[0]
+        return self.vlm.answer(pixels, question, audio=states, max_new_tokens=max_new_tokens, heard=heard)[0]
 
     def plain_llm(self):
         """A context in which the LLM is the untouched one (peft's disable_adapter; nothing to do without LoRA)."""

@@ -5,6 +5,8 @@
     ids     … <image> ×3 per tile …              each placeholder expanded to as many positions as its encoder yields
     embeds  … image tokens (12, 576) …           the LLM's word embeddings, placeholder positions overwritten
     labels  -100 … -100  "top left<|im_end|>"    loss on the assistant's answer only
+    spoken  "<image>\n<audio>" → "Heard: where is the red shape?\ntop left"   it writes down what it heard, then
+                                                                             answers those words as if typed
 
 The layout step names each image token's place in words, as SmolVLM/Idefics3 write `<row_1_col_1>` before each
 tile of a split image: the LLM then finds "the red one" among the image tokens and copies the words in front of
@@ -24,6 +26,13 @@ Few positions on purpose: every position costs the LLM's whole depth (a 2 s ques
     batch = model.collate([example], images=pixel_values)       # input_ids, labels, attention_mask, images, audio
     loss_sum, n_tokens = model.loss(batch)
     model.answer(pixel_values, "where is the red shape?")       # → ["top left"]
+    model.answer(pixel_values, "", audio=[states], heard=True)  # → [("where is the red shape", "top left")]
+
+A spoken question is answered "heard first" (the chain of modality of SpeechGPT): the reply begins with the
+question it heard, a transcript, which stage 1 of train_vlm taught, and the answer reads those words as text, the
+way it reads a typed question. Measured (README): trained to answer at once, the model learnt to answer typed
+questions but not spoken ones (it answered where it looked, not what it was asked), although the same audio
+tokens transcribed word for word.
 """
 
 from __future__ import annotations
@@ -42,6 +51,22 @@ from mmcourse.models.llm import AUDIO_TOKEN, IMAGE_TOKEN, SYSTEM_PROMPT, media_t
 IGNORE = -100  # the label cross_entropy skips: every position that is not the assistant's answer
 HOP = 320  # Whisper: 160 samples per mel frame, 2 frames per encoder state → one state per 20 ms at 16 kHz
 MAX_AUDIO_SECONDS = 30  # Whisper's window
+HEARD = "Heard:"  # how the reply to a spoken question begins: the question heard, then the answer on its own line
+
+
+def heard_first(question: str, answer: str) -> str:
+    """The reply a spoken question is trained on: "Heard: where is the red shape?\ntop left"."""
+    return f"{HEARD} {question}?\n{answer}"
+
+
+def split_heard(reply: str) -> tuple[str | None, str]:
+    """A reply → (the question it heard, or None for a reply that does not begin with HEARD; the answer).
+
+    A reply cut off before its answer gives the answer "" (generate more tokens: the heard part is about 10)."""
+    if not reply.startswith(HEARD):
+        return None, reply.strip()
+    heard, _, answer = reply[len(HEARD):].partition("\n")
+    return heard.strip().rstrip("?"), answer.strip()
 
 
 @dataclass
@@ -241,10 +266,11 @@ class VisionLanguageModel(nn.Module):
         return out
 
     def answer(self, images: torch.Tensor | None, questions: list[str] | str, audio: list[torch.Tensor] = (),
-               max_new_tokens: int = 24) -> list[str]:
+               max_new_tokens: int = 24, heard: bool = False) -> list[str] | list[tuple[str | None, str]]:
         """Answer each question about its image (a row of `images`) and/or its clip's Whisper states.
 
-        A question is typed text; an empty string with a clip is a spoken question. Returns the decoded answers."""
+        A question is typed text; an empty string with a clip is a spoken question. Returns the decoded answers,
+        a spoken question's "Heard: …" line split off (split_heard); heard=True: (what it heard or None, answer)."""
         questions = [questions] if isinstance(questions, str) else list(questions)
         examples = []
         for i, q in enumerate(questions):
@@ -252,7 +278,9 @@ class VisionLanguageModel(nn.Module):
             examples.append(self.example(marks.strip(), n_audio=[len(audio[i])] if audio else [],
                                          n_images=1 if images is not None else 0))
         batch = self.collate(examples, images=images, audio=list(audio), left_pad=True)
-        return [self.tokenizer.decode(r, skip_special_tokens=True).strip() for r in self.generate(batch, max_new_tokens)]
+        replies = [split_heard(self.tokenizer.decode(r, skip_special_tokens=True).strip())
+                   for r in self.generate(batch, max_new_tokens)]
+        return replies if heard else [answer for _, answer in replies]
 
     @torch.no_grad()
     def image_attention(self, batch: dict, layers: slice = slice(None)) -> torch.Tensor:
