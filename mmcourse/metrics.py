@@ -7,6 +7,7 @@
     vqa_accuracy(n_humans)                                # min(n / 3, 1)
     normalised_match("Top left.", "top left")             # exact match after lower-casing, no punctuation
     pope_scores(answers, truths)                          # POPE: accuracy, F1 of "yes", yes-ratio
+    unpaired_accuracy(answers, truths)                    # chance of answers that ignore their input
 
 Each is tested in tests/test_questions.py (WER against torchaudio's edit distance).
 """
@@ -122,6 +123,22 @@ def normalise_answer(text: str) -> str:
 def normalised_match(answer: str, truth: str) -> bool:
     """Exact match of two answers after normalise_answer."""
     return normalise_answer(answer) == normalise_answer(truth)
+
+
+def unpaired_accuracy(answers: list[str], truths: list[str]) -> float:
+    """The chance of answers that ignore their input: how often an answer matches the truth of every *other*
+    item, averaged over all n·(n-1) pairs (the exact mean of a random re-pairing, a permutation baseline).
+
+    A blind test compares accuracy with this chance rather than with 1 / (number of answers) where the blind
+    input hides more than the answer: a spoken question replaced by silence hides which *kind* of question was
+    asked, so a deaf model that answers "yes" scores 0 on "where" questions, and that is its chance.
+    """
+    if len(answers) != len(truths) or len(answers) < 2:
+        raise ValueError(f"unpaired_accuracy needs as many answers as truths (and at least two, to pair each "
+                         f"with another), got {len(answers)} and {len(truths)}")
+    said, true = [normalise_answer(a) for a in answers], Counter(normalise_answer(t) for t in truths)
+    own = sum(s == normalise_answer(t) for s, t in zip(said, truths))
+    return (sum(true[s] for s in said) - own) / (len(said) * (len(said) - 1))
 
 
 def pope_scores(answers: list[str], truths: list[str]) -> dict[str, float]:

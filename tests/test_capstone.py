@@ -490,6 +490,21 @@ def test_pope_scores_and_normalised_match():
         pope_scores(["yes"], [])
 
 
+def test_unpaired_accuracy_is_the_mean_over_random_re_pairings():
+    import itertools
+
+    from mmcourse.metrics import normalised_match, unpaired_accuracy
+
+    answers, truths = ["yes", "Top left.", "no", "yes", "bottom right"], ["yes", "top left", "yes", "no", "yes"]
+    deranged = [p for p in itertools.permutations(range(5)) if all(i != j for i, j in enumerate(p))]
+    brute = sum(normalised_match(answers[i], truths[j]) for p in deranged for i, j in enumerate(p)) / (5 * len(deranged))
+    assert abs(unpaired_accuracy(answers, truths) - brute) < 1e-12 and brute > 0
+    assert unpaired_accuracy(["yes"] * 4, ["top left", "top right", "bottom left", "top left"]) == 0.0  # a deaf "yes"
+    assert unpaired_accuracy(["yes"] * 4, ["yes", "no", "yes", "no"]) == 0.5  # 1 of 3 others, or 2 of 3
+    with pytest.raises(ValueError, match="at least two"):
+        unpaired_accuracy(["yes"], ["yes"])
+
+
 def test_pope_negatives_name_absent_objects_and_positives_present_ones():
     from mmcourse import data
     from mmcourse.models.train_vlm import POPE_NEGATIVES, pope_question

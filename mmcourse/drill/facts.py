@@ -711,6 +711,20 @@ def scene_vocabulary(kind: str) -> int:
     """Colours, shapes or quadrants of the course's synthetic scenes (mmcourse.data)."""
     return len({"colours": COLORS, "shapes": SHAPES, "quadrants": QUADRANTS}[kind])
 
+def deaf_accuracy(kind: str, place_fraction: float) -> float:
+    """Percent right of answers that cannot hear the question, on balanced questions of one kind ("where": the
+    quadrants equally often, "is there": yes and no), when the answer is a place (each quadrant equally) on
+    `place_fraction` of the questions and yes or no (equally) on the rest: sum over answers of
+    P(answer) · P(truth = answer), what metrics.unpaired_accuracy measures on a model's own answers."""
+    if kind not in ("where", "is there") or not 0 <= place_fraction <= 1:
+        raise ValueError(f"deaf_accuracy takes kind 'where' or 'is there' and a fraction in [0, 1], got {kind!r}, "
+                         f"{place_fraction!r}")
+    truths = list(QUADRANTS) if kind == "where" else ["yes", "no"]
+    given = {**{q: place_fraction / len(QUADRANTS) for q in QUADRANTS}, "yes": (1 - place_fraction) / 2,
+             "no": (1 - place_fraction) / 2}
+    return 100 * sum(p * truths.count(answer) / len(truths) for answer, p in given.items())
+
+
 FACTS = {f.__name__: f for f in (
     vit_tokens, vit_grid, patch_values, image_channels, vit_base_image_size, default_normalisation, vit_base_width,
     bert_base_width, whisper_tiny_width,
@@ -732,6 +746,6 @@ FACTS = {f.__name__: f for f in (
     clip_vit_l14_336_parameters, vicuna_7b_parameters, llava15_projector_parameters, llava15_trainable_parameters,
     llava15_parameters, smollm2_lora_model_trainable, adam_bytes_per_parameter, gib, dpo_loss, dpo_reward,
     capstone_part_parameters, capstone_trainable_parameters, capstone_tiles, capstone_image_tokens, capstone_task_kinds, pope_negative_kinds,
-    scene_vocabulary,
+    scene_vocabulary, deaf_accuracy,
 )}
 SAFE_NAMES = {f.__name__: f for f in (len, sum, min, max, abs, round, math.exp, math.log, math.sqrt)}
