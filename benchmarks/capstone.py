@@ -94,7 +94,8 @@ def evaluate(capstone, tier: str, n: int, seed: int = 0) -> list[dict]:
         # a blind answer's chance is what its own answers score on the other scenes: 1/4 and 1/2 only where
         # the answers and the truths spread evenly (48 scenes need not); mean over the noise draws
         blind = [answers(capstone, image, typed) for image in noise]
-        rows.append({"measure": f"{kind}: typed, image = noise ({NOISE_DRAWS} draws; chance: its answers on the other scenes)",
+        rows.append({"measure": f"{kind}: typed, image = noise ({NOISE_DRAWS} draws; chance: its answers on the "
+                                f"other scenes)",
                      "value": round(float(np.mean([accuracy(said, truth) for said in blind])), 1),
                      "chance": round(float(np.mean([100 * unpaired_accuracy(said, truth) for said in blind])), 1),
                      "example": blind[0][0]})

@@ -711,6 +711,7 @@ def scene_vocabulary(kind: str) -> int:
     """Colours, shapes or quadrants of the course's synthetic scenes (mmcourse.data)."""
     return len({"colours": COLORS, "shapes": SHAPES, "quadrants": QUADRANTS}[kind])
 
+
 def deaf_accuracy(kind: str, place_fraction: float) -> float:
     """Percent right of answers that cannot hear the question, on balanced questions of one kind ("where": the
     quadrants equally often, "is there": yes and no), when the answer is a place (each quadrant equally) on
