@@ -9,7 +9,8 @@
     pope_scores(answers, truths)                          # POPE: accuracy, F1 of "yes", yes-ratio
     unpaired_accuracy(answers, truths)                    # chance of answers that ignore their input
 
-Each is tested in tests/test_questions.py (WER against torchaudio's edit distance).
+Each is tested in tests/test_questions.py (WER against torchaudio's edit distance); normalised_match, pope_scores
+and unpaired_accuracy in tests/test_capstone.py.
 """
 
 from __future__ import annotations

@@ -716,7 +716,7 @@ def deaf_accuracy(kind: str, place_fraction: float) -> float:
     """Percent right of answers that cannot hear the question, on balanced questions of one kind ("where": the
     quadrants equally often, "is there": yes and no), when the answer is a place (each quadrant equally) on
     `place_fraction` of the questions and yes or no (equally) on the rest: sum over answers of
-    P(answer) · P(truth = answer), what metrics.unpaired_accuracy measures on a model's own answers."""
+    P(answer) · P(truth = answer), what metrics.unpaired_accuracy estimates from a model's own answers."""
     if kind not in ("where", "is there") or not 0 <= place_fraction <= 1:
         raise ValueError(f"deaf_accuracy takes kind 'where' or 'is there' and a fraction in [0, 1], got {kind!r}, "
                          f"{place_fraction!r}")
